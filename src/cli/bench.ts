@@ -1,0 +1,2 @@
+/** `npm run bench` entry (placeholder). */
+console.log('no benchmarks yet');

@@ -1,0 +1,90 @@
+/**
+ * What every CLI command shares: turning errors into one line on stderr and an exit code
+ * (errors.ts EXIT_CODES), the `--output-format` option, and stderr logging levels.
+ * Commands live in their own files and only wire layers together.
+ */
+import { EXIT_CODES, VzError } from '../errors';
+
+export type OutputFormat = 'text' | 'json' | 'json-pretty';
+
+export interface Logger {
+  info(msg: string): void;
+  warn(msg: string): void;
+  debug(msg: string): void;
+}
+
+export function makeLogger(opts: { quiet?: boolean; verbose?: boolean } = {}): Logger {
+  return {
+    info: (m) => {
+      if (!opts.quiet) process.stderr.write(`${m}\n`);
+    },
+    warn: (m) => process.stderr.write(`WARN: ${m}\n`),
+    debug: (m) => {
+      if (opts.verbose) process.stderr.write(`DEBUG: ${m}\n`);
+    },
+  };
+}
+
+export function parseOutputFormat(v: string): OutputFormat {
+  if (v === 'text' || v === 'json' || v === 'json-pretty') return v;
+  throw new VzError(`invalid --output-format '${v}' - expected text, json or json-pretty`);
+}
+
+export function printJson(value: unknown, format: OutputFormat): void {
+  process.stdout.write(JSON.stringify(value, null, format === 'json-pretty' ? 2 : undefined) + '\n');
+}
+
+/** Aligned text table with a header row (or tab-separated without header for -H). */
+export function formatTable(header: string[], rows: string[][], opts: { noHeader?: boolean } = {}): string {
+  if (opts.noHeader) return rows.map((r) => r.join('\t') + '\n').join('');
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n';
+  return line(header) + rows.map(line).join('');
+}
+
+/** Human size, binary units, as PVE shows them ("1.50 GiB"). */
+export function humanBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(2)} ${units[i]}`;
+}
+
+let jsonErrors = false;
+/** In JSON mode a failure is written as one `{code, message}` object on stderr. */
+export function setJsonErrors(on: boolean): void {
+  jsonErrors = on;
+}
+
+/** Print an error as one line and return the exit code it maps to. */
+export function reportError(err: unknown): number {
+  if (VzError.isVzError(err)) {
+    if (jsonErrors) process.stderr.write(JSON.stringify({ code: err.code, message: err.message }) + '\n');
+    else process.stderr.write(`vzdump-zfs: ${err.message}\n`);
+    return EXIT_CODES[err.code] ?? 1;
+  }
+  const e = err as NodeJS.ErrnoException;
+  if (e && e.code === 'EPIPE') return 0; // reader went away (`| head`)
+  const msg = e && e.message ? e.message : String(err);
+  if (jsonErrors) process.stderr.write(JSON.stringify({ code: 'VZ_ERR', message: msg }) + '\n');
+  else process.stderr.write(`vzdump-zfs: ${msg}\n`);
+  if (process.env.VZDUMP_ZFS_DEBUG && e && e.stack) process.stderr.write(e.stack + '\n');
+  return 1;
+}
+
+/** Wrap a command action: run it, map failures to an exit code. */
+export function action<A extends unknown[]>(fn: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    let code: number;
+    try {
+      code = (await fn(...args)) ?? 0;
+    } catch (err) {
+      code = reportError(err);
+    }
+    process.exitCode = code;
+  };
+}

@@ -1,0 +1,164 @@
+/**
+ * vzdump archive file names, parsed and built exactly as PVE does (pve-integration.md §6.1,
+ * vma-format.md §7; pve-storage `archive_info`).
+ *
+ * Owns: recognising `vzdump-<type>-….{vma,tar,tgz}[.gz|.lzo|.zst]`, the "standard name" with vmid
+ * and local-time timestamp, the `.log`/`.notes` side-file names, and the compression implied by an
+ * output file name. Leaves time-zone arithmetic to src/util/localtime.ts and compression itself to
+ * ./compression.ts.
+ * Guarantees: pure (no I/O); a name PVE would not list as a backup (including vzdump's `*.dat`
+ * temporary files and `*.tmp` directories) throws ArchiveNameError. Deliberate deviation: `.bz2`,
+ * which PVE only accepts on restore and vzdump never writes, is rejected too.
+ */
+import * as path from 'node:path';
+import { ArchiveNameError } from '../errors';
+import { localParts, timelocal } from '../util/localtime';
+
+export type Compression = 'none' | 'zst' | 'lzo' | 'gz';
+
+export interface ArchiveName {
+  /** basename */
+  fileName: string;
+  vmtype: 'qemu' | 'lxc' | 'openvz';
+  /** `tgz` counts as tar + gz */
+  format: 'vma' | 'tar';
+  compression: Compression;
+  /** the extension as PVE shows it in `format`, e.g. `vma.zst`, `tgz` */
+  ext: string;
+  /** standard names only */
+  vmid?: number;
+  /** `YYYY_MM_DD-HH_MM_SS`, exactly as in the name (standard names only; node local time) */
+  timestamp?: string;
+  standard: boolean;
+}
+
+/** pve-storage `archive_info` + `$BACKUP_EXT_RE_2` (COMPRESSOR_RE = gz|lzo|zst|bz2). */
+const ARCHIVE_RE = /^vzdump-(lxc|openvz|qemu)-.+\.(tgz|(?:tar|vma)(?:\.(gz|lzo|zst|bz2))?)$/;
+const TIMESTAMP_RE = /^(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})$/;
+const COMPRESSION_EXT: Record<Exclude<Compression, 'none'>, string> = { zst: '.zst', lzo: '.lzo', gz: '.gz' };
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+interface TimestampFields {
+  year: number;
+  month: number;
+  day: number;
+  hour: number;
+  minute: number;
+  second: number;
+}
+
+/** Split and range-check a name timestamp (Perl's timelocal dies on the same out-of-range fields). */
+function timestampFields(ts: string): TimestampFields | string {
+  const m = TIMESTAMP_RE.exec(ts);
+  if (!m) return `expected YYYY_MM_DD-HH_MM_SS`;
+  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  if (month < 1 || month > 12) return `month ${month} out of range 1..12`;
+  const dim = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (day < 1 || day > dim) return `day ${day} out of range 1..${dim}`;
+  if (hour > 23) return `hour ${hour} out of range 0..23`;
+  if (minute > 59) return `minute ${minute} out of range 0..59`;
+  if (second > 59) return `second ${second} out of range 0..59`;
+  return { year, month, day, hour, minute, second };
+}
+
+/**
+ * Parse a vzdump archive name (a path is accepted; only its basename counts, as in PVE).
+ * Throws ArchiveNameError for anything that is not a finished vzdump archive.
+ */
+export function parseArchiveName(fileName: string): ArchiveName {
+  const base = path.basename(fileName);
+  if (/^vzdump-.*\.(dat|tmp)$/.test(base)) {
+    throw new ArchiveNameError(`'${base}': temporary file of a running vzdump backup, not an archive`, base);
+  }
+  const m = ARCHIVE_RE.exec(base);
+  if (!m) {
+    throw new ArchiveNameError(
+      `'${base}': not a vzdump archive name - expected vzdump-{qemu,lxc,openvz}-….{vma,tar}[.zst|.lzo|.gz] or .tgz`,
+      base,
+    );
+  }
+  const vmtype = m[1] as ArchiveName['vmtype'];
+  const ext = m[2]!;
+  const comp = m[3];
+  if (comp === 'bz2') {
+    throw new ArchiveNameError(`'${base}': bz2 compression is not supported (vzdump never writes it; PVE reads it on restore only)`, base);
+  }
+  const format: ArchiveName['format'] = ext === 'tgz' || ext.startsWith('tar') ? 'tar' : 'vma';
+  const compression: Compression = ext === 'tgz' ? 'gz' : ((comp as Compression | undefined) ?? 'none');
+
+  const std = new RegExp(`^vzdump-${vmtype}-([1-9][0-9]{2,8})-(\\d{4}_\\d{2}_\\d{2}-\\d{2}_\\d{2}_\\d{2})\\.${escapeRe(ext)}$`).exec(base);
+  if (!std) return { fileName: base, vmtype, format, compression, ext, standard: false };
+  const timestamp = std[2]!;
+  const fields = timestampFields(timestamp);
+  if (typeof fields === 'string') {
+    throw new ArchiveNameError(`'${base}': invalid timestamp '${timestamp}' - ${fields}`, base);
+  }
+  return { fileName: base, vmtype, format, compression, ext, vmid: Number(std[1]), timestamp, standard: true };
+}
+
+/**
+ * The compression implied by an output or input file name for `vma create`/`vma list` and
+ * restore targets: `.vma` (or `-` for stdin/stdout) = none, `.zst`, `.lzo`, `.gz`.
+ */
+export function compressionFromFileName(fileName: string): Compression {
+  if (fileName === '-') return 'none';
+  const base = path.basename(fileName);
+  const ext = path.extname(base).toLowerCase();
+  switch (ext) {
+    case '.vma':
+      return 'none';
+    case '.zst':
+      return 'zst';
+    case '.lzo':
+      return 'lzo';
+    case '.gz':
+      return 'gz';
+    case '.bz2':
+      throw new ArchiveNameError(`'${base}': bz2 compression is not supported - use .zst, .lzo or .gz`, base);
+    default:
+      throw new ArchiveNameError(`'${base}': unknown compression '${ext || '(none)'}' - expected .vma, .vma.zst, .vma.lzo or .vma.gz`, base);
+  }
+}
+
+/** `vzdump-qemu-<vmid>-<timestamp>.vma[.zst|.lzo|.gz]`, the name vzdump gives a VM backup. */
+export function archiveFileName(a: { vmtype: 'qemu'; vmid: number; timestamp: string; compression: Compression }): string {
+  const name = `vzdump-${a.vmtype}-${a.vmid}-${a.timestamp}.vma${a.compression === 'none' ? '' : COMPRESSION_EXT[a.compression]}`;
+  if (!Number.isInteger(a.vmid) || a.vmid < 100 || a.vmid > 999999999) {
+    throw new ArchiveNameError(`'${name}': invalid vmid ${a.vmid} - expected 100..999999999`, name);
+  }
+  const fields = timestampFields(a.timestamp);
+  if (typeof fields === 'string') throw new ArchiveNameError(`'${name}': invalid timestamp '${a.timestamp}' - ${fields}`, name);
+  if (!(a.compression in COMPRESSION_EXT) && a.compression !== 'none') {
+    throw new ArchiveNameError(`'${name}': unknown compression '${String(a.compression)}'`, name);
+  }
+  return name;
+}
+
+/** Epoch seconds of a name timestamp read as wall time in `timeZone` (default: process TZ), like PVE's timelocal. */
+export function timestampToEpoch(ts: string, timeZone?: string): number {
+  const f = timestampFields(ts);
+  if (typeof f === 'string') throw new ArchiveNameError(`invalid timestamp '${ts}' - ${f}`, ts);
+  return timelocal(f, timeZone);
+}
+
+const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+
+/** `YYYY_MM_DD-HH_MM_SS` of an epoch in `timeZone` (default: process TZ), as vzdump names archives. */
+export function epochToTimestamp(epoch: number, timeZone?: string): string {
+  const p = localParts(epoch, timeZone);
+  return `${pad(p.year, 4)}_${pad(p.month)}_${pad(p.day)}-${pad(p.hour)}_${pad(p.minute)}_${pad(p.second)}`;
+}
+
+/** `vzdump-qemu-101-<ts>.log`: the archive name without its `.vma…`/`.tar…`/`.tgz` extension, plus `.log`. */
+export function logFileName(archiveFileName: string): string {
+  const a = parseArchiveName(archiveFileName);
+  return a.fileName.slice(0, a.fileName.length - a.ext.length - 1) + '.log';
+}
+
+/** `<archive file name>.notes` (pve-storage NOTES_EXT). */
+export function notesFileName(archiveFileName: string): string {
+  return parseArchiveName(archiveFileName).fileName + '.notes';
+}

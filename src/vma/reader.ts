@@ -1,0 +1,285 @@
+/**
+ * Streaming VMA reader: turns an uncompressed VMA byte stream into a header record followed by one
+ * record per cluster, in archive order (vma-format.md §2-§5, §8).
+ *
+ * Owns stream framing and every check that needs the device table: known dev_id, cluster number
+ * inside the device, no stored block starting at or past the device end, no duplicate cluster,
+ * and (with `checkComplete`, the default) that every cluster of every device appeared exactly
+ * once by EOF, which is stricter than the reference `vma verify`. Header and extent-header
+ * checks live in header.ts and extent.ts. Leaves decompression, file I/O and reordering to the
+ * caller: clusters arrive in any order and interleaved across devices (§3.6).
+ *
+ * Guarantees: never seeks; buffers only what the next step needs (the header, then a 512-byte
+ * extent header, then that extent's data, at most 3.87 MB); pulls no input until the consumer asks
+ * for the next record; validates a whole extent header before yielding any of its clusters, and
+ * the extent's data is complete before its first cluster is yielded. Every format problem is a
+ * VmaFormatError whose `offset` is where the broken structure starts (the header field, or the
+ * extent's first byte, or the end of the stream) and whose `field` is one of: magic, version,
+ * header_size, md5sum, ctime, blob_buffer_offset, blob_buffer_size, config_names, config_data,
+ * dev_info, devname_ptr, size (header); magic, reserved1, uuid, md5sum, block_count, dev_id,
+ * cluster_num, mask, data, extent (extents); cluster_num (completeness at EOF). Errors raised by
+ * the input iterable itself (e.g. a failing decompressor) pass through unchanged, and the input
+ * iterator is closed (`return()`) whenever the reader stops early.
+ *
+ * Does not guarantee data integrity: VMA has no data checksum (§1, §8.7). A device named
+ * `vmstate` is read as an ordinary device (its clusters are not required to be in order); the
+ * callers decide what to do with it. Cluster `blocks` are views of input chunks or of a buffer
+ * allocated for one extent, never of a reused buffer, so they stay valid; this relies on the
+ * input not reusing a chunk after yielding it (true for Node streams).
+ */
+import { VmaFormatError } from '../errors';
+import { ClusterSet } from './clusters';
+import {
+  BLOCK_SIZE,
+  BLOCKS_PER_CLUSTER,
+  CLUSTER_SIZE,
+  EXTENT_HEADER_SIZE,
+  FULL_MASK,
+  HEADER_PREFIX_SIZE,
+} from './constants';
+import { decodeExtentHeader, popcount16 } from './extent';
+import { checkHeaderMagic, decodeHeader, readHeaderSize } from './header';
+import { clusterCount } from './names';
+import type { VmaCluster, VmaDevice, VmaRecord } from './types';
+
+export interface ReadVmaOptions {
+  /** file name used in error messages, e.g. "'vzdump-qemu-101-....vma.zst'" */
+  label?: string;
+  /** default true: at EOF every cluster of every device must have appeared exactly once */
+  checkComplete?: boolean;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A FIFO of input chunks that hands out exactly n bytes, copying only when n spans chunks. */
+class ByteQueue {
+  private chunks: Buffer[] = [];
+  private headOff = 0;
+  length = 0;
+
+  push(b: Buffer): void {
+    if (b.length === 0) return;
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+
+  /** Removes and returns the next n bytes (n <= length): a view when they lie in one chunk. */
+  take(n: number): Buffer {
+    if (n === 0) return EMPTY;
+    const first = this.chunks[0];
+    const avail = first.length - this.headOff;
+    if (avail >= n) {
+      const out = first.subarray(this.headOff, this.headOff + n);
+      this.headOff += n;
+      if (this.headOff === first.length) {
+        this.chunks.shift();
+        this.headOff = 0;
+      }
+      this.length -= n;
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length - this.headOff, n - filled);
+      c.copy(out, filled, this.headOff, this.headOff + k);
+      filled += k;
+      this.headOff += k;
+      if (this.headOff === c.length) {
+        this.chunks.shift();
+        this.headOff = 0;
+      }
+    }
+    this.length -= n;
+    return out;
+  }
+
+  /** A copy of the next n bytes (n <= length) without consuming them. */
+  peek(n: number): Buffer {
+    const out = Buffer.alloc(n);
+    let filled = 0;
+    let off = this.headOff;
+    for (const c of this.chunks) {
+      if (filled >= n) break;
+      const k = Math.min(c.length - off, n - filled);
+      c.copy(out, filled, off, off + k);
+      filled += k;
+      off = 0;
+    }
+    return out;
+  }
+}
+
+interface DeviceState {
+  dev: VmaDevice;
+  clusters: number;
+  seen: ClusterSet;
+}
+
+function toBuffer(chunk: Buffer | Uint8Array): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`internal error: readVma input must yield Buffers, got ${typeof chunk}`);
+}
+
+/** Mask of the blocks of `cluster` that start before the device end. */
+function allowedMask(size: number, cluster: number): number {
+  const rest = size - cluster * CLUSTER_SIZE;
+  if (rest >= CLUSTER_SIZE) return FULL_MASK;
+  const blocks = Math.ceil(rest / BLOCK_SIZE);
+  return (1 << blocks) - 1;
+}
+
+/**
+ * Reads a VMA stream (any async or sync iterable of chunks, e.g. a Readable): yields `{ type: 'header', header }`, then one `{ type: 'cluster', ... }`
+ * per blockinfo slot in use, in archive order. See the module comment for the guarantees.
+ */
+export async function* readVma(
+  input: AsyncIterable<Buffer | Uint8Array> | Iterable<Buffer | Uint8Array>,
+  opts: ReadVmaOptions = {},
+): AsyncGenerator<VmaRecord> {
+  const prefix = opts.label ? `${opts.label}: ` : '';
+  const checkComplete = opts.checkComplete ?? true;
+  const fail: (message: string, offset: number, field: string) => never = (message, offset, field) => {
+    throw new VmaFormatError(prefix + message, offset, field);
+  };
+  const relabel = <T>(f: () => T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (prefix && e instanceof VmaFormatError) throw new VmaFormatError(prefix + e.message, e.offset, e.field);
+      throw e;
+    }
+  };
+
+  const it: AsyncIterator<Buffer | Uint8Array> | Iterator<Buffer | Uint8Array> =
+    Symbol.asyncIterator in input ? input[Symbol.asyncIterator]() : input[Symbol.iterator]();
+  const q = new ByteQueue();
+  let ended = false;
+  /** Pulls input until n bytes are buffered or the input ends; true if n bytes are there. */
+  const fill = async (n: number): Promise<boolean> => {
+    while (q.length < n && !ended) {
+      const r = await it.next();
+      if (r.done) ended = true;
+      else q.push(toBuffer(r.value));
+    }
+    return q.length >= n;
+  };
+
+  try {
+    // ---- header (§2) ----
+    if (!(await fill(HEADER_PREFIX_SIZE))) {
+      relabel(() => checkHeaderMagic(q.peek(q.length)));
+      fail(`vma header truncated: stream ends after ${q.length} bytes`, q.length, 'header_size');
+    }
+    const headerSize = relabel(() => readHeaderSize(q.peek(HEADER_PREFIX_SIZE)));
+    if (!(await fill(headerSize))) {
+      fail(`vma header truncated: stream ends after ${q.length} of ${headerSize} bytes`, q.length, 'header_size');
+    }
+    const header = relabel(() => decodeHeader(q.take(headerSize)));
+    let pos = headerSize;
+    const devices: (DeviceState | undefined)[] = [];
+    for (const dev of header.devices) {
+      const clusters = clusterCount(dev.size);
+      devices[dev.id] = { dev, clusters, seen: new ClusterSet(clusters) };
+    }
+    yield { type: 'header', header };
+
+    // ---- extents (§3) ----
+    for (;;) {
+      if (!(await fill(EXTENT_HEADER_SIZE))) {
+        if (q.length === 0) break;
+        fail(
+          `extent at offset ${pos}: stream ends ${q.length} bytes into a ${EXTENT_HEADER_SIZE}-byte extent header (truncated archive or trailing garbage)`,
+          pos,
+          'extent',
+        );
+      }
+      const start = pos;
+      const eh = relabel(() => decodeExtentHeader(q.take(EXTENT_HEADER_SIZE), header.uuid, start));
+      const at = `extent at offset ${start}`;
+      const slots: { state: DeviceState; cluster: number; mask: number }[] = [];
+      for (let i = 0; i < eh.entries.length; i++) {
+        const e = eh.entries[i];
+        if (e.devId === 0) continue;
+        const state = devices[e.devId];
+        if (state === undefined) fail(`${at}: slot ${i}: unknown dev_id ${e.devId}`, start, 'dev_id');
+        const name = state.dev.name;
+        if (e.cluster >= state.clusters) {
+          fail(
+            `${at}: slot ${i}: cluster ${e.cluster} beyond the end of device '${name}' (${state.clusters} clusters)`,
+            start,
+            'cluster_num',
+          );
+        }
+        const allowed = allowedMask(state.dev.size, e.cluster);
+        if ((e.mask & ~allowed) !== 0) {
+          fail(
+            `${at}: slot ${i}: mask 0x${e.mask.toString(16)} of cluster ${e.cluster} of device '${name}' stores blocks past the device end`,
+            start,
+            'mask',
+          );
+        }
+        if (!state.seen.add(e.cluster)) {
+          fail(`${at}: slot ${i}: duplicated cluster ${e.cluster} of device '${name}'`, start, 'cluster_num');
+        }
+        slots.push({ state, cluster: e.cluster, mask: e.mask });
+      }
+      const bodyLen = eh.blockCount * BLOCK_SIZE;
+      if (!(await fill(bodyLen))) {
+        fail(`${at}: truncated, stream ends after ${q.length} of ${bodyLen} data bytes`, start, 'data');
+      }
+      const body = q.take(bodyLen);
+      pos = start + EXTENT_HEADER_SIZE + bodyLen;
+      let off = 0;
+      for (const s of slots) {
+        const len = s.mask === FULL_MASK ? CLUSTER_SIZE : popcount16(s.mask) * BLOCK_SIZE;
+        const blocks = body.subarray(off, off + len);
+        off += len;
+        yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks };
+      }
+    }
+
+    // ---- completeness (§3.4) ----
+    if (checkComplete) {
+      for (const state of devices) {
+        if (state === undefined) continue;
+        const missing = state.seen.firstMissing();
+        if (missing >= 0) {
+          fail(
+            `archive incomplete: missing cluster ${missing} of device '${state.dev.name}' (${state.clusters - state.seen.count} of ${state.clusters} clusters missing; truncated archive?)`,
+            pos,
+            'cluster_num',
+          );
+        }
+      }
+    }
+  } finally {
+    if (!ended) {
+      try {
+        await it.return?.();
+      } catch {
+        // closing the input early: the reader's own outcome (result or error) is what counts
+      }
+    }
+  }
+}
+
+/** The cluster's 65536 bytes with the zero blocks filled in (a fresh buffer unless the mask is full). */
+export function expandCluster(c: VmaCluster): Buffer {
+  const n = popcount16(c.mask);
+  if (c.blocks.length !== n * BLOCK_SIZE) {
+    throw new RangeError(`internal error: cluster ${c.cluster} has ${c.blocks.length} bytes for mask 0x${c.mask.toString(16)}`);
+  }
+  if (c.mask === FULL_MASK) return c.blocks;
+  const out = Buffer.alloc(CLUSTER_SIZE);
+  let src = 0;
+  for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
+    if (c.mask & (1 << j)) {
+      c.blocks.copy(out, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
+      src += BLOCK_SIZE;
+    }
+  }
+  return out;
+}

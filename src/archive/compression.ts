@@ -1,0 +1,329 @@
+/**
+ * Compression stages for vzdump archives: the real `zstd`, `lzop`, `gzip`/`pigz` binaries run as
+ * child processes, exposed as async generators of Buffers (vma-format.md §7, pve-integration.md §6.1).
+ *
+ * Owns: the argv PVE uses for each codec, feeding a child's stdin with backpressure, yielding its
+ * stdout as it arrives, and turning its exit status into a CompressionError. Leaves file naming
+ * to ./names.ts and the VMA format to src/vma.
+ * Guarantees: 'none' spawns nothing; a non-zero exit, a signal, a missing binary or a child that
+ * stops reading its input early is an error, never a short read (a truncated .zst/.gz/.lzo fails);
+ * when the consumer stops early (generator return/throw) or the AbortSignal fires, the child is
+ * killed and reaped and no EPIPE escapes. Does not guarantee that the upstream input iterator is
+ * closed at once after an early stop: it is closed when it next yields a chunk.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { CompressionError, IoError, stderrTail } from '../errors';
+import { compressionFromFileName, type Compression } from './names';
+
+/** Output chunk size we aim for when reading a child's stdout or a file. */
+const READ_SIZE = 1 << 20;
+const STDERR_KEEP = 32 * 1024;
+const KILL_GRACE_MS = 5000;
+
+const PACKAGE: Record<string, string> = { zstd: 'zstd', lzop: 'lzop', gzip: 'gzip', pigz: 'pigz' };
+
+export interface DecompressOptions {
+  /** file name for messages ("'x.vma.zst': zstd failed …") */
+  label?: string;
+  signal?: AbortSignal;
+}
+
+export interface CompressOptions extends DecompressOptions {
+  /** zstd and pigz worker threads (vzdump default: 1) */
+  threads?: number;
+}
+
+export type ByteSource = AsyncIterable<Buffer> | NodeJS.ReadableStream;
+
+/** The argv PVE runs to decompress (pve-storage `decompressor_info`; `zcat` spelled `gzip -d -c`). */
+export function decompressArgv(c: Exclude<Compression, 'none'>): string[] {
+  switch (c) {
+    case 'zst':
+      return ['zstd', '-q', '-d', '-c'];
+    case 'lzo':
+      return ['lzop', '-d', '-c'];
+    case 'gz':
+      return ['gzip', '-d', '-c'];
+  }
+}
+
+let pigzPath: string | null | undefined;
+/** Whether `name` is an executable on PATH (cached for pigz). */
+function onPath(name: string): boolean {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    try {
+      fs.accessSync(path.join(dir, name), fs.constants.X_OK);
+      return true;
+    } catch {
+      // next
+    }
+  }
+  return false;
+}
+
+/** The argv vzdump runs to compress (pve-manager `compressor_info`). */
+export function compressArgv(c: Exclude<Compression, 'none'>, threads = 1): string[] {
+  const n = Math.max(1, Math.floor(threads));
+  switch (c) {
+    case 'zst':
+      return ['zstd', '-q', '-c', `--threads=${n}`];
+    case 'lzo':
+      return ['lzop', '-c'];
+    case 'gz':
+      if (pigzPath === undefined) pigzPath = onPath('pigz') ? 'pigz' : null;
+      return pigzPath ? ['pigz', '-c', '--rsyncable', '-p', String(n)] : ['gzip', '-c', '--rsyncable'];
+  }
+}
+
+function prefix(label: string | undefined): string {
+  return label ? `'${label}': ` : '';
+}
+
+/** Turn a Buffer/string/Uint8Array chunk into a Buffer without copying when possible. */
+function asBuffer(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return Buffer.from(String(chunk));
+}
+
+type StdinSource = { kind: 'iter'; source: ByteSource } | { kind: 'fd'; fd: number };
+
+/**
+ * Run `argv` as a filter: `stdin` goes to the child's stdin, the child's stdout is yielded.
+ * The core of decompress/compress/openArchive.
+ */
+async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOptions): AsyncGenerator<Buffer> {
+  const { label, signal } = opts;
+  signal?.throwIfAborted();
+  const tool = argv[0]!;
+
+  let child: ChildProcess;
+  try {
+    child = spawn(tool, argv.slice(1), {
+      stdio: [stdin.kind === 'fd' ? stdin.fd : 'pipe', 'pipe', 'pipe'],
+      env: process.env, // explicit, so a PATH changed at run time (and in test sandboxes) is honoured
+    });
+  } catch (err) {
+    throw new CompressionError(`${prefix(label)}cannot run ${tool}: ${(err as Error).message}`, argv, null, '', { cause: err });
+  }
+
+  let stderr = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (s: string) => {
+    stderr += s;
+    if (stderr.length > 2 * STDERR_KEEP) stderr = stderr.slice(stderr.length - STDERR_KEEP);
+  });
+
+  // exit status: 'close' (stdio drained) or a spawn 'error' (ENOENT), whichever comes first
+  let exitInfo: { code: number | null; sig: NodeJS.Signals | null; err?: NodeJS.ErrnoException } | undefined;
+  const exited = new Promise<NonNullable<typeof exitInfo>>((resolve) => {
+    child.once('error', (err: NodeJS.ErrnoException) => {
+      exitInfo ??= { code: null, sig: null, err };
+      resolve(exitInfo);
+    });
+    child.once('close', (code, sig) => {
+      exitInfo ??= { code, sig };
+      resolve(exitInfo);
+    });
+  });
+  const spawned = new Promise<void>((resolve) => {
+    child.once('spawn', () => resolve());
+    child.once('error', () => resolve());
+  });
+
+  const missingBinary = (err: NodeJS.ErrnoException) =>
+    new CompressionError(
+      err.code === 'ENOENT'
+        ? `${prefix(label)}${tool} not found - apt-get install ${PACKAGE[tool] ?? tool}`
+        : `${prefix(label)}cannot run ${tool}: ${err.message}`,
+      argv,
+      null,
+      '',
+      { cause: err },
+    );
+
+  let killTimer: NodeJS.Timeout | undefined;
+  const kill = () => {
+    if (child.exitCode !== null || child.signalCode !== null || exitInfo) return;
+    child.kill('SIGTERM');
+    killTimer ??= setTimeout(() => child.kill('SIGKILL'), KILL_GRACE_MS).unref();
+  };
+  const onAbort = () => kill();
+  signal?.addEventListener('abort', onAbort, { once: true });
+
+  // feed stdin with backpressure
+  let stopped = false;
+  let pumpError: unknown;
+  let stdinClosedEarly = false;
+  let pump: Promise<void> = Promise.resolve();
+  if (stdin.kind === 'iter') {
+    const sink = child.stdin!;
+    sink.on('error', (err: NodeJS.ErrnoException) => {
+      // EPIPE/ECONNRESET: the child closed its stdin (exited or failed); judged after exit
+      if (err.code === 'EPIPE' || err.code === 'ECONNRESET' || err.code === 'ERR_STREAM_DESTROYED') stdinClosedEarly = true;
+      else pumpError ??= err;
+    });
+    const sinkGone = () => sink.destroyed || sink.writableEnded || stdinClosedEarly;
+    const waitDrain = () =>
+      new Promise<void>((resolve) => {
+        const done = () => {
+          sink.off('drain', done);
+          sink.off('close', done);
+          sink.off('error', done);
+          resolve();
+        };
+        sink.on('drain', done);
+        sink.on('close', done);
+        sink.on('error', done);
+      });
+    pump = (async () => {
+      await spawned;
+      if (exitInfo?.err) return;
+      try {
+        for await (const chunk of stdin.source as AsyncIterable<unknown>) {
+          if (stopped || sinkGone()) break;
+          if (!sink.write(asBuffer(chunk))) {
+            await waitDrain();
+            if (stopped) break;
+          }
+        }
+        if (!stopped && !sinkGone()) sink.end();
+        else if (!sink.destroyed) sink.destroy();
+      } catch (err) {
+        // the input failed: stop the child, report the input's error
+        pumpError ??= err;
+        sink.destroy();
+        kill();
+      }
+    })();
+  }
+
+  await spawned;
+  if (exitInfo?.err) {
+    signal?.removeEventListener('abort', onAbort);
+    await pump;
+    throw missingBinary(exitInfo.err);
+  }
+
+  const out = child.stdout!;
+  let completed = false;
+  try {
+    // paused-mode reads: read() returns everything buffered (up to READ_SIZE, see below)
+    let ended = false;
+    out.once('end', () => (ended = true));
+    let wake: (() => void) | undefined;
+    const poke = () => wake?.();
+    out.on('readable', poke);
+    out.on('end', poke);
+    out.on('error', poke);
+    out.on('close', poke);
+    // let the socket buffer up to READ_SIZE before it stops reading the pipe
+    const rs = (out as unknown as { _readableState?: { highWaterMark: number } })._readableState;
+    if (rs && rs.highWaterMark < READ_SIZE) rs.highWaterMark = READ_SIZE;
+    for (;;) {
+      const chunk = out.read() as Buffer | null;
+      if (chunk !== null) {
+        yield chunk;
+        continue;
+      }
+      if (ended || out.destroyed || out.readableEnded) break;
+      await new Promise<void>((resolve) => (wake = resolve));
+      wake = undefined;
+    }
+    const status = await exited;
+    await pump;
+    signal?.throwIfAborted();
+    if (pumpError) throw pumpError;
+    if (status.err) throw missingBinary(status.err);
+    const tail = stderrTail(stderr);
+    if (status.code !== 0) {
+      const how = status.sig ? `killed by signal ${status.sig}` : `exit ${status.code}`;
+      throw new CompressionError(`${prefix(label)}${tool} failed (${how})${tail ? `: ${tail.replace(/\s*\n\s*/g, ' | ')}` : ''}`, argv, status.code, tail);
+    }
+    if (stdinClosedEarly) {
+      throw new CompressionError(`${prefix(label)}${tool} stopped reading its input early${tail ? `: ${tail}` : ''}`, argv, status.code, tail);
+    }
+    completed = true;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    if (!completed) {
+      stopped = true;
+      kill();
+      out.destroy();
+      child.stdin?.destroy();
+      await exited;
+    }
+    if (killTimer) clearTimeout(killTimer);
+  }
+}
+
+/** Pass-through for 'none', honouring the signal. */
+async function* passThrough(input: ByteSource, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  signal?.throwIfAborted();
+  for await (const chunk of input as AsyncIterable<unknown>) {
+    signal?.throwIfAborted();
+    yield asBuffer(chunk);
+  }
+}
+
+/** Decompress `input` with PVE's decompressor for `c` ('none' passes the bytes through, no process). */
+export function decompress(input: ByteSource, c: Compression, opts: DecompressOptions = {}): AsyncGenerator<Buffer> {
+  if (c === 'none') return passThrough(input, opts.signal);
+  return runFilter(decompressArgv(c), { kind: 'iter', source: input }, opts);
+}
+
+/** Compress `input` the way vzdump does for `c` ('none' passes the bytes through, no process). */
+export function compress(input: AsyncIterable<Buffer>, c: Compression, opts: CompressOptions = {}): AsyncGenerator<Buffer> {
+  if (c === 'none') return passThrough(input, opts.signal);
+  return runFilter(compressArgv(c, opts.threads ?? 1), { kind: 'iter', source: input }, opts);
+}
+
+export interface OpenArchiveOptions extends DecompressOptions {
+  /** override the compression implied by the file name */
+  compression?: Compression;
+}
+
+/** Read a file in READ_SIZE chunks. */
+async function* readFd(fh: fs.promises.FileHandle, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  for (;;) {
+    signal?.throwIfAborted();
+    const buf = Buffer.allocUnsafe(READ_SIZE);
+    const { bytesRead } = await fh.read(buf, 0, READ_SIZE, null);
+    if (bytesRead === 0) return;
+    yield bytesRead === READ_SIZE ? buf : buf.subarray(0, bytesRead);
+  }
+}
+
+/**
+ * Open an archive file (`-` = stdin) and yield its decompressed bytes. The decompressor is chosen
+ * from the file name (compressionFromFileName) unless `opts.compression` is given. A compressed
+ * file is handed to the decompressor as its stdin file descriptor, so no bytes pass through JS
+ * on the way in.
+ */
+export async function* openArchive(file: string, opts: OpenArchiveOptions = {}): AsyncGenerator<Buffer> {
+  const c = opts.compression ?? compressionFromFileName(file);
+  const label = opts.label ?? (file === '-' ? '(stdin)' : path.basename(file));
+  let fh: fs.promises.FileHandle | undefined;
+  const fd = file === '-' ? 0 : undefined;
+  if (fd === undefined) {
+    try {
+      fh = await fs.promises.open(file, 'r');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new IoError(`'${file}': ${e.code === 'ENOENT' ? 'no such file' : `cannot open - ${e.message}`}`, file, { cause: err });
+    }
+  }
+  try {
+    if (c === 'none') {
+      if (fh) yield* readFd(fh, opts.signal);
+      else yield* passThrough(fs.createReadStream('', { fd: 0, autoClose: false, highWaterMark: READ_SIZE }), opts.signal);
+    } else {
+      yield* runFilter(decompressArgv(c), { kind: 'fd', fd: fh ? fh.fd : 0 }, { label, signal: opts.signal });
+    }
+  } finally {
+    await fh?.close();
+  }
+}

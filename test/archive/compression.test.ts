@@ -1,0 +1,246 @@
+import { execFileSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compress, compressArgv, decompress, decompressArgv, openArchive } from '../../src/archive/compression';
+import type { Compression } from '../../src/archive/names';
+import { CompressionError, IoError } from '../../src/errors';
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vz-compression-'));
+});
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Deterministic test data: mixed random, zero and text blocks. */
+function sample(size: number, seed = 1): Buffer {
+  const out = Buffer.alloc(size);
+  let off = 0;
+  let i = seed;
+  while (off < size) {
+    const n = Math.min(size - off, 4096 + ((i * 7919) % 60000));
+    const kind = i % 3;
+    if (kind === 0) crypto.randomFillSync(out, off, n);
+    if (kind === 2) out.write(`line ${i} of the sample\n`.repeat(Math.ceil(n / 20)).slice(0, n), off);
+    off += n;
+    i++;
+  }
+  return out;
+}
+
+async function* chunksOf(buf: Buffer, size = 100_000): AsyncGenerator<Buffer> {
+  for (let o = 0; o < buf.length; o += size) yield buf.subarray(o, Math.min(buf.length, o + size));
+}
+
+async function collect(it: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of it) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** Live (non-zombie or zombie) children of this process whose command is `name`. */
+function childrenNamed(name: string): { pid: number; state: string }[] {
+  const res: { pid: number; state: string }[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const m = /^\d+ \((.*)\) (\S) (\d+)/.exec(stat);
+    if (m && m[1] === name && Number(m[3]) === process.pid) res.push({ pid: Number(p), state: m[2]! });
+  }
+  return res;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const codecs: Exclude<Compression, 'none'>[] = ['zst', 'lzo', 'gz'];
+
+describe('round trips through the real binaries', () => {
+  const data = sample(3 * 1024 * 1024 + 123);
+
+  test.each(codecs)('%s: compress -> decompress gives the input back, and the system tool agrees', async (c) => {
+    const packed = await collect(compress(chunksOf(data), c, { threads: 2 }));
+    expect(packed.length).toBeGreaterThan(0);
+    expect(packed.equals(data)).toBe(false);
+    // our stream decodes with the system binary (PVE's decompressor argv)
+    const argv = decompressArgv(c);
+    expect(execFileSync(argv[0]!, argv.slice(1), { input: packed, maxBuffer: 64 << 20 }).equals(data)).toBe(true);
+    // and back through our decompress, fed in odd slices
+    const unpacked = await collect(decompress(chunksOf(packed, 7777), c));
+    expect(unpacked.equals(data)).toBe(true);
+    // openArchive picks the decompressor from the name
+    const f = path.join(dir, `rt.vma.${c}`);
+    fs.writeFileSync(f, packed);
+    expect((await collect(openArchive(f))).equals(data)).toBe(true);
+  });
+
+  test('none passes bytes through unchanged, also from a Readable', async () => {
+    const f = path.join(dir, 'plain.vma');
+    fs.writeFileSync(f, data);
+    expect((await collect(decompress(fs.createReadStream(f), 'none'))).equals(data)).toBe(true);
+    expect((await collect(compress(chunksOf(data), 'none'))).equals(data)).toBe(true);
+    expect((await collect(openArchive(f))).equals(data)).toBe(true);
+  });
+
+  test('decompress accepts a Readable stream as input', async () => {
+    const f = path.join(dir, 'stream.vma.zst');
+    fs.writeFileSync(f, execFileSync('zstd', ['-q', '-c'], { input: data, maxBuffer: 64 << 20 }));
+    expect((await collect(decompress(fs.createReadStream(f), 'zst'))).equals(data)).toBe(true);
+  });
+
+  test('empty input round-trips', async () => {
+    for (const c of codecs) {
+      const packed = await collect(compress(chunksOf(Buffer.alloc(0)), c));
+      expect((await collect(decompress(chunksOf(packed), c))).length).toBe(0);
+    }
+  });
+
+  test('argv matches vzdump and PVE', () => {
+    expect(compressArgv('zst')).toEqual(['zstd', '-q', '-c', '--threads=1']);
+    expect(compressArgv('zst', 4)).toEqual(['zstd', '-q', '-c', '--threads=4']);
+    expect(compressArgv('lzo')).toEqual(['lzop', '-c']);
+    expect(compressArgv('gz', 3)).toEqual(['pigz', '-c', '--rsyncable', '-p', '3']); // pigz is installed here
+    expect(decompressArgv('zst')).toEqual(['zstd', '-q', '-d', '-c']);
+    expect(decompressArgv('lzo')).toEqual(['lzop', '-d', '-c']);
+    expect(decompressArgv('gz')).toEqual(['gzip', '-d', '-c']);
+  });
+});
+
+describe('corrupt and truncated input is an error, never a short read', () => {
+  const data = sample(2 * 1024 * 1024, 5);
+  const packed: Partial<Record<Compression, Buffer>> = {};
+  beforeAll(async () => {
+    for (const c of codecs) packed[c] = await collect(compress(chunksOf(data), c));
+  });
+
+  test.each(codecs)('%s truncated', async (c) => {
+    const p = packed[c]!;
+    const cut = p.subarray(0, Math.floor(p.length * 0.6));
+    const err = await collect(decompress(chunksOf(cut), c, { label: `x.vma.${c}` })).catch((e) => e);
+    expect(err).toBeInstanceOf(CompressionError);
+    expect(err.message).toMatch(new RegExp(`^'x\\.vma\\.${c}': ${decompressArgv(c)[0]} failed \\(exit \\d+\\)`));
+    expect(err.exitCode).not.toBe(0);
+    expect(err.argv).toEqual(decompressArgv(c));
+  });
+
+  test.each(codecs)('%s truncated file via openArchive', async (c) => {
+    const p = packed[c]!;
+    const f = path.join(dir, `trunc.vma.${c}`);
+    fs.writeFileSync(f, p.subarray(0, p.length - 100));
+    const err = await collect(openArchive(f)).catch((e) => e);
+    expect(err).toBeInstanceOf(CompressionError);
+    expect(err.message).toContain(`'trunc.vma.${c}': `);
+  });
+
+  test.each(codecs)('%s corrupt (bytes flipped in the middle)', async (c) => {
+    const p = Buffer.from(packed[c]!);
+    for (let i = 0; i < 64; i++) p[Math.floor(p.length / 2) + i] ^= 0x5a;
+    const err = await collect(decompress(chunksOf(p), c, { label: 'bad' })).catch((e) => e);
+    expect(err).toBeInstanceOf(CompressionError);
+    expect(err.stderrTail.length).toBeGreaterThan(0);
+  });
+
+  test.each(codecs)('%s: not compressed at all', async (c) => {
+    const err = await collect(decompress(chunksOf(data), c)).catch((e) => e);
+    expect(err).toBeInstanceOf(CompressionError);
+  });
+});
+
+describe('process hygiene', () => {
+  test('early consumer stop kills the child and reaps it', async () => {
+    const data = sample(32 * 1024 * 1024, 9);
+    const packed = execFileSync('zstd', ['-q', '-c'], { input: data, maxBuffer: 64 << 20 });
+    const gen = decompress(chunksOf(packed, 65536), 'zst');
+    const first = await gen.next();
+    expect(first.done).toBe(false);
+    expect(childrenNamed('zstd').length).toBe(1);
+    await gen.return(undefined);
+    await sleep(50);
+    expect(childrenNamed('zstd')).toEqual([]);
+  });
+
+  test('break out of for-await over openArchive kills the decompressor', async () => {
+    const f = path.join(dir, 'big.vma.gz');
+    fs.writeFileSync(f, execFileSync('gzip', ['-c'], { input: sample(16 * 1024 * 1024, 3), maxBuffer: 64 << 20 }));
+    for await (const c of openArchive(f)) {
+      expect(c.length).toBeGreaterThan(0);
+      break;
+    }
+    await sleep(50);
+    expect(childrenNamed('gzip')).toEqual([]);
+  });
+
+  test('backpressure: a stalled consumer does not drain the whole input', async () => {
+    let produced = 0;
+    async function* endless(): AsyncGenerator<Buffer> {
+      const block = crypto.randomBytes(1 << 20);
+      for (;;) {
+        produced += block.length;
+        yield block;
+      }
+    }
+    const gen = compress(endless(), 'lzo');
+    await gen.next();
+    await sleep(300);
+    const seen = produced;
+    expect(seen).toBeLessThan(64 << 20);
+    await gen.return(undefined);
+    await sleep(50);
+    expect(childrenNamed('lzop')).toEqual([]);
+  });
+
+  test('abort signal kills the child and rejects with the abort reason', async () => {
+    const ac = new AbortController();
+    async function* slow(): AsyncGenerator<Buffer> {
+      for (let i = 0; i < 1000; i++) {
+        yield crypto.randomBytes(65536);
+        await sleep(5);
+      }
+    }
+    const started = Date.now();
+    setTimeout(() => ac.abort(new Error('stop now')), 100);
+    await expect(collect(compress(slow(), 'zst', { signal: ac.signal }))).rejects.toThrow('stop now');
+    expect(Date.now() - started).toBeLessThan(3000);
+    await sleep(50);
+    expect(childrenNamed('zstd')).toEqual([]);
+  });
+
+  test('an error from the input propagates and the child is gone', async () => {
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield crypto.randomBytes(100000);
+      throw new Error('source broke');
+    }
+    await expect(collect(compress(failing(), 'gz'))).rejects.toThrow('source broke');
+    await sleep(50);
+    expect(childrenNamed('pigz')).toEqual([]);
+  });
+
+  test('a missing binary says what to install', async () => {
+    const old = process.env.PATH;
+    process.env.PATH = dir; // no zstd here
+    try {
+      const err = await collect(decompress(chunksOf(Buffer.from('x')), 'zst', { label: 'a.vma.zst' })).catch((e) => e);
+      expect(err).toBeInstanceOf(CompressionError);
+      expect(err.message).toBe("'a.vma.zst': zstd not found - apt-get install zstd");
+    } finally {
+      process.env.PATH = old;
+    }
+  });
+
+  test('openArchive of a missing file is an IoError naming it', async () => {
+    const f = path.join(dir, 'nope.vma.zst');
+    const err = await collect(openArchive(f)).catch((e) => e);
+    expect(err).toBeInstanceOf(IoError);
+    expect(err.message).toBe(`'${f}': no such file`);
+  });
+
+  test('openArchive rejects an unknown extension before opening anything', async () => {
+    await expect(collect(openArchive(path.join(dir, 'x.vma.bz3')))).rejects.toThrow(/unknown compression/);
+  });
+});

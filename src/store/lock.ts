@@ -1,0 +1,150 @@
+/**
+ * Cross-process exclusive locks on this host: one lock file per name, created with O_EXCL.
+ *
+ * Owns: `<dir>/<name>.lock` files (content `<pid> <hostname> <token>`) and the short-lived
+ * `<name>.lock.takeover` guard used while replacing a stale lock. Leaves what is locked to callers
+ * (store.ts locks one guest per ingest).
+ * Guarantees: while a live process holds a lock, acquiring it fails with LockedError naming the
+ * holder pid (the same process acquiring twice fails too). A lock whose pid is dead is taken over;
+ * the takeover is serialised by the guard file, so two waiters cannot both take a stale lock.
+ * Does not guarantee: correctness across hosts (pids are local: keep `dir` on local storage, the
+ * default /run/lock is), or against pid reuse by an unrelated process (then the lock looks held
+ * until that process exits; remove the file by hand).
+ */
+
+import { mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { IoError, LockedError } from '../errors';
+
+export interface Lock {
+  /** The lock file path. */
+  readonly path: string;
+  /** Removes the lock file if it is still ours. Idempotent. */
+  release(): Promise<void>;
+}
+
+/** A guard file older than this is from a crashed takeover and is removed. */
+const GUARD_STALE_MS = 10000;
+/** A lock file with no readable pid younger than this is being written right now: treat as held. */
+const FRESH_MS = 5000;
+
+/** Takes lock `name` in `dir` (created if missing), or throws LockedError naming the live holder. */
+export async function acquireLock(dir: string, name: string): Promise<Lock> {
+  if (!/^[^/\0]+$/.test(name) || name === '.' || name === '..') {
+    throw new IoError(`invalid lock name '${name}'`, join(dir, name));
+  }
+  await mkdir(dir, { recursive: true });
+  const path = join(dir, `${name}.lock`);
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const mine = await tryCreate(path);
+    if (mine) return mine;
+    const holder = await readHolder(path);
+    if (holder === undefined) continue; // vanished meanwhile: try again
+    if (holder.pid === null) {
+      if (Date.now() - holder.mtimeMs < FRESH_MS) throw locked(path, name, 'unknown');
+    } else if (holder.host === hostname() && pidAlive(holder.pid)) {
+      throw locked(path, name, String(holder.pid));
+    } else if (holder.host !== hostname()) {
+      throw locked(path, name, `${holder.pid}@${holder.host}`);
+    }
+    // stale: replace it under the guard
+    await takeOverStale(path, holder.ino);
+  }
+  throw new LockedError(`cannot acquire lock '${path}': it keeps changing hands`, name);
+}
+
+async function tryCreate(path: string): Promise<Lock | undefined> {
+  let fh;
+  try {
+    fh = await open(path, 'wx', 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
+    throw new IoError(`cannot create lock '${path}': ${(e as Error).message}`, path, { cause: e });
+  }
+  let ino: number;
+  const content = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
+  try {
+    await fh.writeFile(content);
+    ino = (await fh.stat()).ino;
+  } finally {
+    await fh.close();
+  }
+  let released = false;
+  return {
+    path,
+    async release() {
+      if (released) return;
+      released = true;
+      // only remove the file if it is still the one we created
+      const s = await stat(path).catch(() => undefined);
+      const now = await readFile(path, 'utf8').catch(() => '');
+      if (s && s.ino === ino && now === content) await unlink(path).catch(() => undefined);
+    },
+  };
+}
+
+interface Holder {
+  pid: number | null;
+  host: string;
+  ino: number;
+  mtimeMs: number;
+}
+
+async function readHolder(path: string): Promise<Holder | undefined> {
+  try {
+    const s = await stat(path);
+    const text = await readFile(path, 'utf8');
+    const m = /^(\d+)(?: (\S+))?(?: \S+)?\s*$/.exec(text);
+    return { pid: m ? Number(m[1]) : null, host: m?.[2] ?? hostname(), ino: s.ino, mtimeMs: s.mtimeMs };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new IoError(`cannot read lock '${path}': ${(e as Error).message}`, path, { cause: e });
+  }
+}
+
+/** Removes the stale lock file (inode `ino`) while holding `<path>.takeover`. */
+async function takeOverStale(path: string, ino: number): Promise<void> {
+  const guard = `${path}.takeover`;
+  let fh;
+  try {
+    fh = await open(guard, 'wx', 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new IoError(`cannot create '${guard}'`, guard, { cause: e });
+    const s = await stat(guard).catch(() => undefined);
+    if (s && Date.now() - s.mtimeMs > GUARD_STALE_MS) await rm(guard, { force: true });
+    else await sleep(50 + Math.random() * 100);
+    return; // caller retries from the start
+  }
+  try {
+    await fh.close();
+    // re-check under the guard: still the same dead holder's file?
+    const s = await stat(path).catch(() => undefined);
+    if (s && s.ino === ino) {
+      const h = await readHolder(path);
+      if (h && h.ino === ino && (h.pid === null || (h.host === hostname() && !pidAlive(h.pid)))) await unlink(path).catch(() => undefined);
+    }
+  } finally {
+    await rm(guard, { force: true });
+  }
+}
+
+function locked(path: string, name: string, holder: string): LockedError {
+  return new LockedError(`'${name}' is locked by pid ${holder} (lock file '${path}')`, name, holder);
+}
+
+/** Whether a local pid exists (EPERM: exists, owned by someone else). */
+export function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,81 @@
+/** Tests src/store/lock.ts: exclusivity across processes, stale takeover, release. */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { LockedError } from '../../src/errors';
+import { acquireLock } from '../../src/store/lock';
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-lock-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Spawns a process that stays alive until killed; returns its pid and a kill function. */
+function sleeper(): { pid: number; kill(): Promise<void> } {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  return {
+    pid: child.pid!,
+    kill: () =>
+      new Promise((r) => {
+        child.once('exit', () => r());
+        child.kill('SIGKILL');
+      }),
+  };
+}
+
+test('second acquire fails with LockedError naming the holder; release frees it', async () => {
+  const l = await acquireLock(dir, 'guest-101');
+  expect(await readFile(join(dir, 'guest-101.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid} `));
+  const err = await acquireLock(dir, 'guest-101').catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(LockedError);
+  expect((err as LockedError).holder).toBe(String(process.pid));
+  expect((err as LockedError).message).toContain(`pid ${process.pid}`);
+  // a different name is independent
+  const other = await acquireLock(dir, 'guest-102');
+  await other.release();
+  await l.release();
+  await l.release(); // idempotent
+  await expect(access(join(dir, 'guest-101.lock'))).rejects.toThrow();
+  const again = await acquireLock(dir, 'guest-101');
+  await again.release();
+});
+
+test('a lock held by another live process is refused; once it dies the lock is taken over', async () => {
+  const s = sleeper();
+  try {
+    await writeFile(join(dir, 'g.lock'), `${s.pid} ${require('node:os').hostname()}\n`);
+    const err = await acquireLock(dir, 'g').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockedError);
+    expect((err as LockedError).holder).toBe(String(s.pid));
+  } finally {
+    await s.kill();
+  }
+  const l = await acquireLock(dir, 'g');
+  expect(await readFile(join(dir, 'g.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid} `));
+  await l.release();
+});
+
+test('a stale lock is taken over by exactly one of many concurrent acquirers', async () => {
+  const s = sleeper();
+  const deadPid = s.pid;
+  await s.kill();
+  await writeFile(join(dir, 'race.lock'), `${deadPid}\n`);
+  const results = await Promise.allSettled(Array.from({ length: 8 }, () => acquireLock(dir, 'race')));
+  const won = results.filter((r) => r.status === 'fulfilled');
+  const lost = results.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+  expect(won).toHaveLength(1);
+  for (const r of lost) expect(r.reason).toBeInstanceOf(LockedError);
+  await (won[0] as PromiseFulfilledResult<{ release(): Promise<void> }>).value.release();
+});
+
+test('release does not remove a lock that was replaced by someone else', async () => {
+  const l = await acquireLock(dir, 'x');
+  await rm(join(dir, 'x.lock'));
+  await writeFile(join(dir, 'x.lock'), '1 otherhost\n');
+  await l.release();
+  expect(await readFile(join(dir, 'x.lock'), 'utf8')).toBe('1 otherhost\n');
+});

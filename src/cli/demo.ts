@@ -1,3 +1,46 @@
-/** `vzdump-zfs demo` (placeholder, filled in by the store work). */
+/** `vzdump-zfs demo`: the main job on an embedded default (see src/demo/demo.ts). Wiring only. */
 import { Command } from 'commander';
-export function registerDemoCommand(_program: Command): void {}
+import { UsageError } from '../errors';
+import { runDemo } from '../demo/demo';
+import { action } from './common';
+
+function parseSize(v: string): number {
+  const m = /^(\d+)([KMG]?)$/i.exec(v);
+  if (!m) throw new UsageError(`invalid size '${v}' - expected a number with K, M or G`);
+  const mult = { '': 1, K: 1024, M: 1 << 20, G: 1 << 30 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * mult;
+}
+
+export function registerDemoCommand(program: Command): void {
+  program
+    .command('demo')
+    .description('generate a week of VM backups, ingest them into a throwaway pool, restore the last one and show the savings')
+    .option('--dataset <ROOT>', 'use this existing root dataset instead of a throwaway file-backed pool')
+    .option('--days <N>', 'daily backups to generate', '7')
+    .option('--disk-size <SIZE>', 'size of the guest disk', '1G')
+    .option('--change <PERCENT>', 'share of disk blocks changed per day', '2')
+    .option('--recordsize <SIZE>', 'recordsize of the guest dataset', '64K')
+    .option('--work-dir <DIR>', 'where to put the pool file and the archives (default: a new temp dir)')
+    .option('--keep', 'keep pool, archives and work directory')
+    .action(
+      action(async (o: { dataset?: string; days: string; diskSize: string; change: string; recordsize: string; workDir?: string; keep?: boolean }) => {
+        const days = Number(o.days);
+        if (!Number.isInteger(days) || days < 1 || days > 365) throw new UsageError(`--days must be 1..365, got '${o.days}'`);
+        const change = Number(o.change);
+        if (!(change >= 0 && change <= 50)) throw new UsageError(`--change must be a percentage from 0 to 50, got '${o.change}'`);
+        const diskSize = parseSize(o.diskSize);
+        if (diskSize < 64 << 20 || diskSize % 4096 !== 0) throw new UsageError(`--disk-size must be at least 64M and a multiple of 4K`);
+        await runDemo({
+          dataset: o.dataset,
+          workDir: o.workDir,
+          days,
+          diskSize,
+          changeRate: change / 100,
+          keep: !!o.keep,
+          recordsize: o.recordsize,
+          log: (m) => process.stderr.write(`${m}\n`),
+          out: (t) => process.stdout.write(t),
+        });
+      }),
+    );
+}

@@ -1,0 +1,177 @@
+/**
+ * A per-disk file of cluster digests: entry i is the SHA-256 of the disk's 64 KiB cluster i
+ * (bytes past the disk end count as zeros). It lives beside the raw image in the guest dataset,
+ * so every snapshot carries the digests of exactly its own data.
+ *
+ * Owns paging: entries are read and written through a small LRU of fixed pages, so memory stays
+ * bounded whatever the disk size (a 1 TiB disk has a 512 MiB digest file). Missing entries (a new
+ * file, or a file shorter than the disk) read as the digest of an all-zero cluster, which is what a
+ * freshly grown sparse image holds. Synchronous positional I/O: callers run it between awaits.
+ * Leaves the meaning of a mismatch to the caller (ingest treats a match as "unchanged", verify as
+ * "intact").
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { IoError } from '../errors';
+
+export const DIGEST_SIZE = 32;
+export const CLUSTER_SIZE = 65536;
+const ENTRIES_PER_PAGE = 8192; // 256 KiB page, covers 512 MiB of disk
+const PAGE_BYTES = ENTRIES_PER_PAGE * DIGEST_SIZE;
+const MAX_PAGES = 32; // 8 MiB of digests in memory at most
+
+export const ZERO_CLUSTER_DIGEST: Buffer = createHash('sha256').update(Buffer.alloc(CLUSTER_SIZE)).digest();
+
+interface Page {
+  data: Buffer;
+  dirty: boolean;
+}
+
+export class DigestFile {
+  private readonly fd: number;
+  private readonly pages = new Map<number, Page>();
+  private closed = false;
+
+  /** Opens (creating if needed) the digest file of a disk with `clusters` clusters and sets its length. */
+  constructor(
+    readonly path: string,
+    readonly clusters: number,
+  ) {
+    try {
+      this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
+      const st = fs.fstatSync(this.fd);
+      const want = clusters * DIGEST_SIZE;
+      if (st.size > want) fs.ftruncateSync(this.fd, want);
+      this.fileLength = Math.min(st.size, want);
+    } catch (e) {
+      throw new IoError(`cannot open digest file '${path}': ${(e as Error).message}`, path, { cause: e });
+    }
+  }
+
+  /** bytes of the file that hold real entries; entries past it are implicit zero-cluster digests */
+  private fileLength: number;
+
+  private page(index: number): Page {
+    let p = this.pages.get(index);
+    if (p) {
+      // refresh LRU position
+      this.pages.delete(index);
+      this.pages.set(index, p);
+      return p;
+    }
+    const data = Buffer.allocUnsafe(PAGE_BYTES);
+    const start = index * PAGE_BYTES;
+    let got = 0;
+    if (start < this.fileLength) {
+      const want = Math.min(PAGE_BYTES, this.fileLength - start);
+      while (got < want) {
+        const n = fs.readSync(this.fd, data, got, want - got, start + got);
+        if (n === 0) break;
+        got += n;
+      }
+    }
+    for (let off = got - (got % DIGEST_SIZE); off < PAGE_BYTES; off += DIGEST_SIZE) ZERO_CLUSTER_DIGEST.copy(data, off);
+    p = { data, dirty: false };
+    this.pages.set(index, p);
+    if (this.pages.size > MAX_PAGES) this.evictOldest();
+    return p;
+  }
+
+  private evictOldest(): void {
+    const [idx, p] = this.pages.entries().next().value as [number, Page];
+    if (p.dirty) this.writePage(idx, p);
+    this.pages.delete(idx);
+  }
+
+  private writePage(index: number, p: Page): void {
+    const start = index * PAGE_BYTES;
+    const len = Math.min(PAGE_BYTES, this.clusters * DIGEST_SIZE - start);
+    let done = 0;
+    while (done < len) done += fs.writeSync(this.fd, p.data, done, len - done, start + done);
+    this.fileLength = Math.max(this.fileLength, start + len);
+    p.dirty = false;
+  }
+
+  private check(cluster: number): void {
+    if (this.closed) throw new Error(`internal error: digest file '${this.path}' used after close`);
+    if (!Number.isInteger(cluster) || cluster < 0 || cluster >= this.clusters) {
+      throw new Error(`internal error: cluster ${cluster} outside digest file '${this.path}' (${this.clusters} clusters)`);
+    }
+  }
+
+  /** True when the stored digest of `cluster` equals `digest`. */
+  matches(cluster: number, digest: Buffer): boolean {
+    this.check(cluster);
+    const p = this.page(Math.floor(cluster / ENTRIES_PER_PAGE));
+    const off = (cluster % ENTRIES_PER_PAGE) * DIGEST_SIZE;
+    return p.data.compare(digest, 0, DIGEST_SIZE, off, off + DIGEST_SIZE) === 0;
+  }
+
+  /** A copy of the stored digest of `cluster`. */
+  get(cluster: number): Buffer {
+    this.check(cluster);
+    const p = this.page(Math.floor(cluster / ENTRIES_PER_PAGE));
+    const off = (cluster % ENTRIES_PER_PAGE) * DIGEST_SIZE;
+    return Buffer.from(p.data.subarray(off, off + DIGEST_SIZE));
+  }
+
+  set(cluster: number, digest: Buffer): void {
+    this.check(cluster);
+    const p = this.page(Math.floor(cluster / ENTRIES_PER_PAGE));
+    const off = (cluster % ENTRIES_PER_PAGE) * DIGEST_SIZE;
+    digest.copy(p.data, off, 0, DIGEST_SIZE);
+    p.dirty = true;
+  }
+
+  /** Writes dirty pages, pads the file to its full length and closes it. */
+  close(): void {
+    if (this.closed) return;
+    try {
+      for (const [idx, p] of this.pages) if (p.dirty) this.writePage(idx, p);
+      this.pages.clear();
+      // materialise implicit zero-digest entries so the file always has one entry per cluster
+      const want = this.clusters * DIGEST_SIZE;
+      if (this.fileLength < want) {
+        const chunk = Buffer.alloc(PAGE_BYTES);
+        for (let off = 0; off < PAGE_BYTES; off += DIGEST_SIZE) ZERO_CLUSTER_DIGEST.copy(chunk, off);
+        let pos = this.fileLength;
+        while (pos < want) {
+          const n = Math.min(PAGE_BYTES, want - pos);
+          fs.writeSync(this.fd, chunk, 0, n, pos);
+          pos += n;
+        }
+        this.fileLength = want;
+      }
+    } finally {
+      this.closed = true;
+      fs.closeSync(this.fd);
+    }
+  }
+
+  /** Closes without writing anything further (after a failure; the dataset is rolled back anyway). */
+  discard(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.pages.clear();
+    fs.closeSync(this.fd);
+  }
+}
+
+/** SHA-256 of a full 64 KiB cluster given as its 16-bit mask and the present 4 KiB blocks. */
+export function clusterDigest(mask: number, blocks: Buffer): Buffer {
+  if (mask === 0) return ZERO_CLUSTER_DIGEST;
+  if (mask === 0xffff) return createHash('sha256').update(blocks).digest();
+  const h = createHash('sha256');
+  let pos = 0;
+  for (let j = 0; j < 16; j++) {
+    if (mask & (1 << j)) {
+      h.update(blocks.subarray(pos, pos + 4096));
+      pos += 4096;
+    } else {
+      h.update(ZERO_BLOCK);
+    }
+  }
+  return h.digest();
+}
+
+export const ZERO_BLOCK: Buffer = Buffer.alloc(4096);

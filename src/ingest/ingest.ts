@@ -1,0 +1,328 @@
+/**
+ * Ingests one vzdump VMA archive into the store in a single streaming pass:
+ * file -> decompressor -> VMA reader -> per-disk block sync -> configs, log, manifest -> snapshot.
+ *
+ * Owns the order of writes inside a guest dataset (disk data first, then configs and the log, then
+ * the manifest, and last the snapshot that makes the backup exist) and the mapping from archive
+ * names to guest and timestamp. Leaves locking, crash recovery, rollback and snapshot properties
+ * to the store (BackupStore.beginWrite / commit / abort), decompression to src/archive, and
+ * format validation to src/vma. Guarantees: a failure anywhere leaves the guest exactly at its last
+ * snapshot (or without a dataset when this ingest created it); the same archive twice gives one
+ * backup. Memory is bounded by one VMA extent plus the digest page cache, whatever the disk size.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ArchiveNameError, IoError, NotFoundError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
+import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
+import { readSideFiles, type SideFiles } from '../archive/sidefiles';
+import { openArchive } from '../archive/compression';
+import { readVma } from '../vma/reader';
+import { assertSafeName } from '../vma/names';
+import type { VmaHeader } from '../vma/types';
+import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
+import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
+import { DiskSync, type DiskSyncStats, diskImageName, digestFileName } from './disk-sync';
+
+export const LOG_FILE = 'vzdump.log';
+const TIMESTAMP_RE = /^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/;
+const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE]);
+
+export interface IngestRequest {
+  /** path of the archive file */
+  archive: string;
+  /** for archives without a standard vzdump name */
+  vmid?: number;
+  timestamp?: string;
+  /** IANA zone of the PVE node that named the archive (default: this process's zone) */
+  timeZone?: string;
+  signal?: AbortSignal;
+  /** called now and then with the clusters applied so far */
+  onProgress?: (p: { clusters: number; totalClusters: number }) => void;
+}
+
+export interface IngestStats {
+  seconds: number;
+  archiveBytes: number;
+  diskBytes: number;
+  clusters: number;
+  clustersUnchanged: number;
+  clustersCompared: number;
+  blocksWritten: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+export interface IngestResult {
+  status: 'stored' | 'already-stored';
+  backup: BackupInfo;
+  stats?: IngestStats;
+}
+
+interface Target {
+  vmid: number;
+  timestamp: string;
+  fileName: string;
+  /** the file has a vzdump name, so PVE's side files (.log, .notes, .protected) may sit beside it */
+  vzdumpName: boolean;
+}
+
+/** Works out guest and timestamp from the archive name (or the overrides), rejecting what we cannot ingest. */
+export function ingestTarget(archivePath: string, overrides: { vmid?: number; timestamp?: string } = {}): Target {
+  const fileName = path.basename(archivePath);
+  let vmid = overrides.vmid;
+  let timestamp = overrides.timestamp;
+  let parsed: ReturnType<typeof parseArchiveName> | undefined;
+  try {
+    parsed = parseArchiveName(fileName);
+  } catch (e) {
+    if (vmid === undefined || timestamp === undefined) throw e;
+    // a non-vzdump name with explicit guest and time: the extension must still say VMA
+    compressionFromFileName(fileName);
+    if (!/\.vma(\.(zst|lzo|gz))?$/.test(fileName)) {
+      throw new ArchiveNameError(`'${fileName}': not a VMA archive (expected .vma, .vma.zst, .vma.lzo or .vma.gz)`, fileName);
+    }
+  }
+  if (parsed) {
+    if (parsed.vmtype !== 'qemu' || parsed.format !== 'vma') {
+      throw new ArchiveNameError(`'${fileName}': only VM backups in VMA format can be ingested yet, this is a ${parsed.vmtype} ${parsed.format} archive`, fileName);
+    }
+    vmid ??= parsed.vmid;
+    timestamp ??= parsed.timestamp;
+  }
+  if (vmid === undefined || timestamp === undefined) {
+    throw new ArchiveNameError(`'${fileName}': not a standard vzdump name (vzdump-qemu-<vmid>-YYYY_MM_DD-HH_MM_SS.vma...) - pass --vmid and --time`, fileName);
+  }
+  if (!Number.isInteger(vmid) || vmid < 100 || vmid > 999999999) {
+    throw new ArchiveNameError(`'${fileName}': guest id ${vmid} is outside 100..999999999`, fileName);
+  }
+  if (!TIMESTAMP_RE.test(timestamp)) {
+    throw new ArchiveNameError(`'${fileName}': time '${timestamp}' is not of the form YYYY_MM_DD-HH_MM_SS`, fileName);
+  }
+  return { vmid, timestamp, fileName, vzdumpName: parsed !== undefined };
+}
+
+function checkHeader(header: VmaHeader, fileName: string): void {
+  for (const c of header.configs) {
+    assertSafeName(c.name, `config name in '${fileName}'`);
+    if (RESERVED_NAMES.has(c.name) || c.name.startsWith('disk-')) {
+      throw new UnsafeNameError(`'${fileName}': config name '${c.name}' collides with a file name vzdump-zfs keeps in the guest dataset`, c.name);
+    }
+  }
+  const seen = new Set<string>();
+  for (const d of header.devices) {
+    assertSafeName(d.name, `device name in '${fileName}'`);
+    if (d.name === 'vmstate') {
+      throw new VmaFormatError(`'${fileName}' holds a vmstate (RAM) stream, which vzdump-zfs does not store`, 0, 'dev_info');
+    }
+    if (seen.has(d.name)) throw new VmaFormatError(`'${fileName}' declares device '${d.name}' twice`, 0, 'dev_info');
+    seen.add(d.name);
+  }
+  const configNames = new Set<string>();
+  for (const c of header.configs) {
+    if (configNames.has(c.name)) throw new VmaFormatError(`'${fileName}' holds config '${c.name}' twice`, 0, 'config_names');
+    configNames.add(c.name);
+  }
+}
+
+function sha256File(p: string): string {
+  const h = createHash('sha256');
+  const fd = fs.openSync(p, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** Writes a small file only when its content changed, so an unchanged config costs no new blocks. */
+function writeIfChanged(p: string, data: Buffer): void {
+  try {
+    if (fs.readFileSync(p).equals(data)) return;
+  } catch {
+    /* new file */
+  }
+  fs.writeFileSync(p, data);
+}
+
+async function findExisting(store: BackupStore, vmid: number, timestamp: string): Promise<BackupInfo | undefined> {
+  try {
+    return await store.get(vmid, timestamp);
+  } catch (e) {
+    if (e instanceof NotFoundError || (VzError.isVzError(e) && e.code === 'VZ_ERR_NOT_FOUND')) return undefined;
+    throw e;
+  }
+}
+
+/** Removes files of the previous backup that the new one no longer has (configs, disks, log). */
+function removeStale(dir: string, keep: Set<string>, previous: Manifest | undefined): void {
+  const candidates = new Set<string>();
+  if (previous) {
+    for (const c of previous.configs) candidates.add(c.name);
+    for (const d of previous.disks) {
+      candidates.add(d.image);
+      candidates.add(d.digests);
+    }
+    if (previous.log) candidates.add(previous.log);
+  }
+  for (const f of fs.readdirSync(dir)) {
+    if (/^disk-.+\.(raw|sha256)$/.test(f)) candidates.add(f);
+  }
+  for (const f of candidates) {
+    if (!keep.has(f)) fs.rmSync(path.join(dir, f), { force: true });
+  }
+}
+
+export async function ingestArchive(store: BackupStore, req: IngestRequest): Promise<IngestResult> {
+  const target = ingestTarget(req.archive, req);
+  const { vmid, timestamp, fileName } = target;
+  const parsedName = target.vzdumpName;
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(req.archive);
+  } catch (e) {
+    throw new IoError(`cannot read archive '${req.archive}': ${(e as Error).message}`, req.archive, { cause: e });
+  }
+  if (!st.isFile()) throw new IoError(`archive '${req.archive}' is not a regular file`, req.archive);
+  const ctime = timestampToEpoch(timestamp, req.timeZone);
+
+  const before = await findExisting(store, vmid, timestamp);
+  if (before) return { status: 'already-stored', backup: before };
+
+  const t0 = process.hrtime.bigint();
+  const w: GuestWrite = await store.beginWrite(vmid);
+  const syncs = new Map<number, DiskSync>();
+  try {
+    const raced = await findExisting(store, vmid, timestamp);
+    if (raced) {
+      await w.abort();
+      return { status: 'already-stored', backup: raced };
+    }
+    let previous: Manifest | undefined;
+    if (fs.existsSync(path.join(w.dir, MANIFEST_FILE))) previous = readManifest(w.dir, `of guest ${vmid}`);
+
+    const label = `'${fileName}'`;
+    const records = readVma(openArchive(req.archive, { signal: req.signal }), { label });
+    let header: VmaHeader | undefined;
+    let totalClusters = 0;
+    let applied = 0;
+    for await (const rec of records) {
+      if (rec.type === 'header') {
+        header = rec.header;
+        checkHeader(header, fileName);
+        const keep = new Set<string>([MANIFEST_FILE, LOG_FILE, ...header.configs.map((c) => c.name)]);
+        for (const d of header.devices) {
+          keep.add(diskImageName(d.name));
+          keep.add(digestFileName(d.name));
+        }
+        removeStale(w.dir, keep, previous);
+        for (const d of header.devices) {
+          syncs.set(d.id, new DiskSync(w.dir, d.name, d.size));
+          totalClusters += Math.ceil(d.size / 65536);
+        }
+        continue;
+      }
+      const sync = syncs.get(rec.devId);
+      if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${rec.devId}`, 0, 'dev_id');
+      sync.apply(rec);
+      applied++;
+      if (req.onProgress && (applied & 1023) === 0) req.onProgress({ clusters: applied, totalClusters });
+      if (req.signal?.aborted) throw new VzError(`ingest of '${fileName}' was cancelled`);
+    }
+    if (!header) throw new VmaFormatError(`${label}: empty archive`, 0, 'magic');
+
+    const stats: IngestStats = {
+      seconds: 0,
+      archiveBytes: st.size,
+      diskBytes: 0,
+      clusters: 0,
+      clustersUnchanged: 0,
+      clustersCompared: 0,
+      blocksWritten: 0,
+      bytesRead: 0,
+      bytesWritten: 0,
+    };
+    const disks: ManifestDisk[] = [];
+    for (const d of header.devices) {
+      const sync = syncs.get(d.id)!;
+      syncs.delete(d.id);
+      const s: DiskSyncStats = sync.close();
+      stats.diskBytes += d.size;
+      stats.clusters += s.clusters;
+      stats.clustersUnchanged += s.unchanged;
+      stats.clustersCompared += s.compared;
+      stats.blocksWritten += s.blocksWritten;
+      stats.bytesRead += s.bytesRead;
+      stats.bytesWritten += s.bytesWritten;
+      disks.push({
+        id: d.id,
+        name: d.name,
+        size: d.size,
+        image: diskImageName(d.name),
+        digests: digestFileName(d.name),
+        digestOfDigests: sha256File(path.join(w.dir, digestFileName(d.name))),
+      });
+    }
+
+    const configs: ManifestConfig[] = [];
+    for (const c of header.configs) {
+      writeIfChanged(path.join(w.dir, c.name), c.data);
+      configs.push({ name: c.name, size: c.data.length, sha256: createHash('sha256').update(c.data).digest('hex') });
+    }
+    const side: SideFiles = parsedName ? await readSideFiles(req.archive) : { protected: false };
+    const log = side.log;
+    if (log !== undefined) writeIfChanged(path.join(w.dir, LOG_FILE), Buffer.from(log, 'utf8'));
+    else fs.rmSync(path.join(w.dir, LOG_FILE), { force: true });
+
+    stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const manifest: Manifest = {
+      format: 1,
+      vmid,
+      subtype: 'qemu',
+      archive: fileName,
+      timestamp,
+      ctime,
+      source: {
+        compression: compressionFromFileName(fileName),
+        size: st.size,
+        uuid: header.uuid.toString('hex'),
+        vmaCtime: header.ctime,
+      },
+      configs,
+      disks,
+      log: log !== undefined ? LOG_FILE : undefined,
+      ingest: {
+        tool: 'vzdump-zfs 0.1.0',
+        at: Math.floor(Date.now() / 1000),
+        seconds: Math.round(stats.seconds * 1000) / 1000,
+        clustersUnchanged: stats.clustersUnchanged,
+        blocksWritten: stats.blocksWritten,
+      },
+    };
+    writeManifest(w.dir, manifest);
+    const backup = await w.commit(timestamp, {
+      archive: fileName,
+      ctime,
+      size: st.size,
+      notes: side.notes !== undefined ? side.notes.trimEnd() : undefined,
+      protected: side.protected,
+    });
+    stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    return { status: 'stored', backup, stats };
+  } catch (e) {
+    for (const s of syncs.values()) s.discard();
+    try {
+      await w.abort();
+    } catch (abortErr) {
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new VzError(`${msg}; rolling guest ${vmid} back also failed: ${(abortErr as Error).message}`, { cause: e });
+    }
+    throw e;
+  }
+}

@@ -1,3 +1,515 @@
-/** `vzdump-zfs vma list|config|verify|extract|create` (placeholder, filled in by the codec work). */
+/**
+ * `vzdump-zfs vma list|config|verify|extract|create`: the arguments and output of Proxmox's `vma`
+ * tool (vma-format.md §5, §6), on top of the src/vma codec and src/archive compression stages.
+ *
+ * Owns: argument handling, output text, and the file side of extract (sparse positional writes,
+ * tmp-disk-*.raw renamed on success) and create (images read in 64 KiB clusters, O_EXCL output).
+ * Leaves the format to src/vma and (de)compression to src/archive.
+ * Differences from `vma`: ARCHIVE may be compressed (decompressor chosen by its name; `-` is an
+ * uncompressed stream on stdin); verify and extract also fail on missing clusters (verify
+ * `--allow-missing` matches the reference); extract rejects unsafe config/device names and removes
+ * its tmp-disk files on failure; a `vmstate` stream is extracted verbatim to vmstate.bin (the
+ * reference keeps only its non-zero blocks); create reads raw images only (regular files).
+ * Errors are one line `vzdump-zfs: <message>` and a non-zero exit (common.ts `action`).
+ */
 import { Command } from 'commander';
-export function registerVmaCommands(_program: Command): void {}
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { compress, openArchive } from '../archive/compression';
+import { compressionFromFileName } from '../archive/names';
+import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError } from '../errors';
+import { localParts } from '../util/localtime';
+import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
+import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
+import { action } from './common';
+
+const CLUSTER = 65536;
+const BLOCK = 4096;
+const ZERO_BLOCK = Buffer.alloc(BLOCK);
+const READ_SIZE = 16 * CLUSTER;
+const MAX_PENDING_WRITES = 16;
+const DEFAULT_CONFIG = 'qemu-server.conf';
+
+// ---------------------------------------------------------------------------------------------
+// output helpers
+
+/** Write to stdout and wait until it was handed to the OS (backpressure for large outputs). */
+function out(data: string | Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(data, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** C `ctime()` without the trailing newline, in the process's local time zone (TZ). */
+export function cCtime(epoch: number, timeZone?: string): string {
+  const p = localParts(epoch, timeZone);
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${WEEKDAYS[p.weekday]} ${MONTHS[p.month - 1]} ${String(p.day).padStart(2, ' ')} ${two(p.hour)}:${two(p.minute)}:${two(p.second)} ${p.year}`;
+}
+
+/** What `vma list` prints for a header. */
+export function listText(h: VmaHeader): string {
+  let s = '';
+  for (const c of h.configs) s += `CFG: size: ${c.data.length} name: ${c.name}\n`;
+  for (const d of h.devices) {
+    s += d.name === 'vmstate' ? `VMSTATE: dev_id=${d.id} memory: ${d.size}\n` : `DEV: dev_id=${d.id} size: ${d.size} devname: ${d.name}\n`;
+  }
+  return s + `CTIME: ${cCtime(h.ctime)}\n`;
+}
+
+/** printf `%.3g` for a non-negative percentage. */
+function g3(x: number): string {
+  if (x === 0) return '0';
+  return String(Number(x.toPrecision(3)));
+}
+
+/** Progress on stderr, only when stderr is a terminal and the run has lasted a few seconds. */
+class Progress {
+  private readonly enabled = !!process.stderr.isTTY;
+  private readonly start = Date.now();
+  private last = 0;
+  private shown = false;
+  constructor(private readonly what: string) {}
+  update(done: number, total: number): void {
+    if (!this.enabled || total <= 0) return;
+    const now = Date.now();
+    if (now - this.start < 2000 || now - this.last < 1000) return;
+    this.last = now;
+    this.shown = true;
+    const pct = Math.floor((done * 100) / total);
+    process.stderr.write(`\r${this.what}: ${pct}% (${done}/${total} clusters, ${Math.round((now - this.start) / 1000)}s)\x1b[K`);
+  }
+  done(): void {
+    if (this.shown) process.stderr.write('\r\x1b[K');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// input
+
+function labelOf(archive: string): string {
+  return archive === '-' ? '(stdin)' : archive;
+}
+
+/** The decompressed byte stream of ARCHIVE (`-` = uncompressed VMA on stdin). */
+function archiveBytes(archive: string): AsyncGenerator<Buffer> {
+  return openArchive(archive, { label: labelOf(archive) });
+}
+
+/** Reads only the header, then stops (the decompressor is killed, the rest is never read). */
+async function readHeader(archive: string): Promise<VmaHeader> {
+  for await (const rec of readVma(archiveBytes(archive), { label: `'${labelOf(archive)}'`, checkComplete: false })) {
+    if (rec.type === 'header') return rec.header;
+  }
+  throw new IoError(`'${labelOf(archive)}': no vma header`, archive);
+}
+
+interface Stats {
+  clusters: number;
+  totalClusters: number;
+  bytes: number;
+  sparse: number;
+}
+
+function summaryLine(s: Stats): string {
+  const pct = s.bytes === 0 ? 0 : (s.sparse * 100) / s.bytes;
+  return `total bytes read ${s.bytes}, sparse bytes ${s.sparse} (${g3(pct)}%)\n`;
+}
+
+function countCluster(s: Stats, mask: number): void {
+  s.clusters++;
+  s.bytes += CLUSTER;
+  let zero = 16;
+  for (let m = mask; m; m &= m - 1) zero--;
+  s.sparse += zero * BLOCK;
+}
+
+// ---------------------------------------------------------------------------------------------
+// list, config, verify
+
+async function listCommand(archive: string): Promise<void> {
+  await out(listText(await readHeader(archive)));
+}
+
+async function configCommand(archive: string, opts: { config?: string }): Promise<number> {
+  const name = opts.config ?? DEFAULT_CONFIG;
+  const h = await readHeader(archive);
+  const cfg = h.configs.find((c) => c.name === name);
+  if (!cfg) {
+    throw new NotFoundError(
+      `'${labelOf(archive)}': unable to find configuration data '${name}' (has: ${h.configs.map((c) => c.name).join(', ') || 'none'})`,
+      'config',
+      name,
+    );
+  }
+  await out(cfg.data);
+  return 0;
+}
+
+async function verifyCommand(archive: string, opts: { verbose?: boolean; allowMissing?: boolean }): Promise<void> {
+  const stats: Stats = { clusters: 0, totalClusters: 0, bytes: 0, sparse: 0 };
+  const progress = new Progress(`verify '${labelOf(archive)}'`);
+  try {
+    for await (const rec of readVma(archiveBytes(archive), { label: `'${labelOf(archive)}'`, checkComplete: !opts.allowMissing })) {
+      if (rec.type === 'header') {
+        stats.totalClusters = rec.header.devices.reduce((n, d) => n + clusterCount(d.size), 0);
+        if (opts.verbose) await out(listText(rec.header));
+        continue;
+      }
+      countCluster(stats, rec.mask);
+      progress.update(stats.clusters, stats.totalClusters);
+    }
+  } finally {
+    progress.done();
+  }
+  if (opts.verbose) await out(summaryLine(stats));
+}
+
+// ---------------------------------------------------------------------------------------------
+// extract
+
+interface Target {
+  name: string;
+  size: number;
+  tmp: string;
+  final: string;
+  fh: fs.promises.FileHandle;
+}
+
+/** Writes a cluster's stored blocks at their device offsets, skipping all-zero blocks (the file is sparse). */
+function clusterWrites(t: Target, cluster: number, mask: number, blocks: Buffer, write: (buf: Buffer, pos: number) => void): void {
+  const base = cluster * CLUSTER;
+  let src = 0;
+  let runStart = -1; // byte offset in `blocks` where the current run of non-zero blocks starts
+  let runPos = 0;
+  const flush = (end: number) => {
+    if (runStart < 0) return;
+    const len = Math.min(end - runStart, t.size - runPos);
+    if (len > 0) write(blocks.subarray(runStart, runStart + len), runPos);
+    runStart = -1;
+  };
+  for (let j = 0; j < 16; j++) {
+    if (!(mask & (1 << j))) {
+      flush(src);
+      continue;
+    }
+    const block = blocks.subarray(src, src + BLOCK);
+    if (block.equals(ZERO_BLOCK)) {
+      flush(src);
+    } else if (runStart < 0) {
+      runStart = src;
+      runPos = base + j * BLOCK;
+    }
+    src += BLOCK;
+  }
+  flush(src);
+}
+
+async function extractCommand(archive: string, dir: string, opts: { verbose?: boolean; drives?: string }): Promise<void> {
+  const label = labelOf(archive);
+  const wanted = opts.drives ? new Set(opts.drives.split(',').filter((s) => s !== '')) : undefined;
+  const targets: (Target | undefined)[] = [];
+  const opened: Target[] = [];
+  let firstWriteError: unknown;
+  let pending: Promise<void>[] = [];
+  const stats: Stats = { clusters: 0, totalClusters: 0, bytes: 0, sparse: 0 };
+  const progress = new Progress(`extract '${label}'`);
+
+  const write = (t: Target, buf: Buffer, pos: number) => {
+    const p = t.fh.write(buf, 0, buf.length, pos).then(
+      () => undefined,
+      (err: NodeJS.ErrnoException) => {
+        firstWriteError ??= new IoError(`'${t.tmp}': write at offset ${pos} failed - ${err.message}`, t.tmp, { cause: err });
+      },
+    );
+    pending.push(p);
+  };
+  const drain = async (keep: number) => {
+    while (pending.length > keep) await pending.shift();
+    if (firstWriteError) throw firstWriteError;
+  };
+
+  let ok = false;
+  try {
+    for await (const rec of readVma(archiveBytes(archive), { label: `'${label}'` })) {
+      if (rec.type === 'header') {
+        const h = rec.header;
+        stats.totalClusters = h.devices.reduce((n, d) => n + clusterCount(d.size), 0);
+        // check every name before touching the file system
+        for (const c of h.configs) assertSafeName(c.name, 'config name');
+        const fileOf = (d: { name: string }) => (d.name === 'vmstate' ? 'vmstate.bin' : `disk-${d.name}.raw`);
+        const reserved = new Set<string>();
+        for (const d of h.devices) {
+          assertSafeName(d.name, 'device name');
+          reserved.add(fileOf(d)).add(`tmp-${fileOf(d)}`);
+        }
+        for (const c of h.configs) {
+          if (reserved.has(c.name)) throw new UnsafeNameError(`unsafe config name '${c.name}' - collides with a disk file of the archive`, c.name);
+        }
+        if (wanted) {
+          for (const w of wanted) {
+            if (!h.devices.some((d) => d.name === w)) throw new NotFoundError(`'${label}': no device '${w}' in the archive`, 'device', w);
+          }
+        }
+        try {
+          await fs.promises.mkdir(dir);
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          if (e.code === 'EEXIST') throw new ConflictError(`unable to create target directory '${dir}' - it already exists`, dir, { cause: err });
+          throw new IoError(`unable to create target directory '${dir}' - ${e.message}`, dir, { cause: err });
+        }
+        const seenConfigs = new Set<string>();
+        for (const c of h.configs) {
+          if (seenConfigs.has(c.name)) continue; // duplicate names: the first one wins, as `vma config -c` does
+          seenConfigs.add(c.name);
+          await fs.promises.writeFile(path.join(dir, c.name), c.data, { flag: 'wx' });
+        }
+        let devinfo = '';
+        for (const d of h.devices) {
+          if (wanted && !wanted.has(d.name)) continue;
+          const tmp = path.join(dir, `tmp-${fileOf(d)}`);
+          const fh = await fs.promises.open(tmp, 'wx');
+          const t: Target = { name: d.name, size: d.size, tmp, final: path.join(dir, fileOf(d)), fh };
+          opened.push(t);
+          targets[d.id] = t;
+          await fh.truncate(d.size);
+          if (d.name !== 'vmstate') devinfo += `DEVINFO ${tmp} ${d.size}\n`;
+        }
+        await out(devinfo);
+        continue;
+      }
+      countCluster(stats, rec.mask);
+      progress.update(stats.clusters, stats.totalClusters);
+      const t = targets[rec.devId];
+      if (t === undefined || rec.mask === 0) continue;
+      clusterWrites(t, rec.cluster, rec.mask, rec.blocks, (buf, pos) => write(t, buf, pos));
+      if (pending.length > MAX_PENDING_WRITES) await drain(MAX_PENDING_WRITES / 2);
+    }
+    await drain(0);
+    for (const t of opened) await t.fh.close();
+    for (const t of opened) await fs.promises.rename(t.tmp, t.final);
+    ok = true;
+  } finally {
+    progress.done();
+    if (!ok) {
+      await Promise.allSettled(pending);
+      pending = [];
+      for (const t of opened) {
+        await t.fh.close().catch(() => undefined);
+        await fs.promises.unlink(t.tmp).catch(() => undefined);
+      }
+    }
+  }
+  if (opts.verbose) process.stderr.write(summaryLine(stats));
+}
+
+// ---------------------------------------------------------------------------------------------
+// create
+
+interface DiskSpec {
+  name: string;
+  file: string;
+  size: number;
+  fileSize: number;
+}
+
+/** Parse `[format=<fmt>:]<devname>=<path>` or `<path>` (devname `disk<index>`), as vma create does. */
+function parseDiskSpec(spec: string, index: number, requireFormat: boolean): { name: string; file: string } {
+  let rest = spec;
+  const fm = /^format=([^:]*):/.exec(rest);
+  if (fm) {
+    if (fm[1] !== 'raw') throw new UsageError(`unsupported image format '${fm[1]}' for device '${spec}' - only format=raw is supported`);
+    rest = rest.slice(fm[0].length);
+  } else if (requireFormat) {
+    throw new UsageError(`no format specified for device '${spec}' - use '-d format=raw:${spec}'`);
+  }
+  const eq = rest.indexOf('=');
+  const name = eq >= 0 ? rest.slice(0, eq) : `disk${index}`;
+  const file = eq >= 0 ? rest.slice(eq + 1) : rest;
+  if (file === '') throw new UsageError(`no image path in device '${spec}'`);
+  assertSafeName(name, 'device name');
+  return { name, file };
+}
+
+/** 64 KiB clusters of each image in turn; bytes past the end of the file (up to the 512 rounding) read as zeros. */
+async function* imageClusters(disks: DiskSpec[], stats: { zeros: number[] }): AsyncGenerator<VmaClusterData> {
+  for (let i = 0; i < disks.length; i++) {
+    const d = disks[i]!;
+    const fh = await fs.promises.open(d.file, 'r');
+    try {
+      for (let pos = 0; pos < d.size; pos += READ_SIZE) {
+        const want = Math.min(READ_SIZE, d.size - pos);
+        const buf = Buffer.alloc(want);
+        let got = 0;
+        while (got < want) {
+          const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
+          if (bytesRead === 0) break; // past the end of the file: the rest stays zero
+          got += bytesRead;
+        }
+        for (let off = 0; off < want; off += CLUSTER) {
+          const data = buf.subarray(off, Math.min(want, off + CLUSTER));
+          for (let b = 0; b < data.length; b += BLOCK) {
+            const blk = data.subarray(b, Math.min(data.length, b + BLOCK));
+            if (blk.equals(ZERO_BLOCK.subarray(0, blk.length))) stats.zeros[i]! += blk.length;
+          }
+          yield { devId: i + 1, cluster: (pos + off) / CLUSTER, data };
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+  }
+}
+
+/** A random (version 4) uuid as 16 raw bytes, like libuuid's uuid_generate. */
+function randomUuid(): Buffer {
+  return Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex');
+}
+
+async function createCommand(output: string, positional: string[], opts: { config: string[]; device: string[]; verbose?: boolean; threads?: string }): Promise<void> {
+  if (positional.length > 0 && opts.device.length > 0) {
+    throw new UsageError(`unexpected extra argument '${positional[0]}' - specify all devices via '-d'`);
+  }
+  const compression = compressionFromFileName(output);
+  const threads = opts.threads === undefined ? 1 : Number(opts.threads);
+  if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`invalid --threads '${opts.threads}' - expected a positive integer`);
+
+  const configs: VmaConfig[] = [];
+  for (const file of opts.config) {
+    let data: Buffer;
+    try {
+      data = await fs.promises.readFile(file);
+    } catch (err) {
+      throw new IoError(`unable to read config file '${file}' - ${(err as Error).message}`, file, { cause: err });
+    }
+    configs.push({ name: path.basename(file), data });
+  }
+
+  const specs = opts.device.length > 0 ? opts.device.map((s, i) => parseDiskSpec(s, i, true)) : positional.map((s, i) => parseDiskSpec(s, i, false));
+  const disks: DiskSpec[] = [];
+  for (const s of specs) {
+    if (disks.some((d) => d.name === s.name)) throw new UsageError(`device name '${s.name}' given twice`);
+    let st: fs.Stats;
+    try {
+      st = await fs.promises.stat(s.file);
+    } catch (err) {
+      throw new IoError(`unable to open image '${s.file}' - ${(err as Error).message}`, s.file, { cause: err });
+    }
+    if (!st.isFile()) throw new IoError(`image '${s.file}' is not a regular file - only raw image files are supported`, s.file);
+    if (st.size === 0) throw new IoError(`image '${s.file}' is empty`, s.file);
+    disks.push({ ...s, fileSize: st.size, size: Math.ceil(st.size / 512) * 512 });
+  }
+
+  const toStdout = output === '-';
+  let fh: fs.promises.FileHandle | undefined;
+  if (!toStdout) {
+    try {
+      fh = await fs.promises.open(output, 'wx');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e.code === 'EEXIST') throw new ConflictError(`'${output}': already exists`, output, { cause: err });
+      throw new IoError(`unable to create '${output}' - ${e.message}`, output, { cause: err });
+    }
+  }
+
+  const stats = { zeros: disks.map(() => 0) };
+  const totalClusters = disks.reduce((n, d) => n + clusterCount(d.size), 0);
+  const progress = new Progress(`create '${output}'`);
+  let done = 0;
+  async function* counted(): AsyncGenerator<VmaClusterData> {
+    for await (const c of imageClusters(disks, stats)) {
+      yield c;
+      progress.update(++done, totalClusters);
+    }
+  }
+
+  let ok = false;
+  try {
+    const vma = writeVma(
+      { uuid: randomUuid(), ctime: Math.floor(Date.now() / 1000), configs, devices: disks.map((d) => ({ name: d.name, size: d.size })) },
+      counted(),
+    );
+    for await (const chunk of compress(vma, compression, { threads, label: output })) {
+      if (fh) {
+        let off = 0;
+        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+      } else {
+        await out(chunk);
+      }
+    }
+    if (fh) {
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+    }
+    ok = true;
+  } finally {
+    progress.done();
+    if (!ok && !toStdout) {
+      await fh?.close().catch(() => undefined);
+      await fs.promises.unlink(output).catch(() => undefined);
+    }
+  }
+  if (opts.verbose) {
+    disks.forEach((d, i) => process.stderr.write(`image ${d.name}: size=${d.size} zeros=${stats.zeros[i]} saved=${d.size - stats.zeros[i]!}\n`));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+export function registerVmaCommands(program: Command): void {
+  const vma = program
+    .command('vma')
+    .description("read and write Proxmox VMA archives, compatible with PVE's 'vma' tool (ARCHIVE may be .vma, .vma.zst, .vma.lzo, .vma.gz or - for stdin)");
+
+  vma
+    .command('list')
+    .description('print the configs, devices and creation time of an archive')
+    .argument('<archive>')
+    .action(action(async (archive: string) => listCommand(archive)));
+
+  vma
+    .command('config')
+    .description('print a config file stored in an archive (default qemu-server.conf)')
+    .argument('<archive>')
+    .option('-c, --config <name>', 'config name', DEFAULT_CONFIG)
+    .action(action(async (archive: string, o: { config?: string }) => configCommand(archive, o)));
+
+  vma
+    .command('verify')
+    .description('check every header, extent and cluster of an archive, including that no cluster is missing or duplicated')
+    .argument('<archive>')
+    .option('-v, --verbose', 'print the list output and a summary')
+    .option('--allow-missing', "accept missing clusters, like PVE's 'vma verify'")
+    .action(action(async (archive: string, o: { verbose?: boolean; allowMissing?: boolean }) => verifyCommand(archive, o)));
+
+  vma
+    .command('extract')
+    .description('extract configs and raw disk images (disk-<devname>.raw) into a new directory')
+    .argument('<archive>')
+    .argument('<dir>', 'target directory; must not exist')
+    .option('-v, --verbose', 'print a summary')
+    .option('-d, --drives <list>', 'extract only these devices (comma-separated device names)')
+    .action(action(async (archive: string, dir: string, o: { verbose?: boolean; drives?: string }) => extractCommand(archive, dir, o)));
+
+  vma
+    .command('create')
+    .description('create an archive from config files and raw images (compressed when OUTPUT ends in .zst, .lzo or .gz)')
+    .argument('<output>', 'archive to create; must not exist')
+    .argument('[devices...]', 'old syntax: [<devname>=]<image> (devname defaults to disk<N>)')
+    .option('-c, --config <file>', 'config file to store (repeatable; the stored name is its basename)', collect, [] as string[])
+    .option('-d, --device <spec>', 'format=raw:<devname>=<image> (repeatable)', collect, [] as string[])
+    .option('-v, --verbose', 'print per-image statistics')
+    .option('--threads <n>', 'compressor threads (zstd, pigz)', '1')
+    .action(
+      action(async (output: string, devices: string[], o: { config: string[]; device: string[]; verbose?: boolean; threads?: string }) =>
+        createCommand(output, devices, o),
+      ),
+    );
+}

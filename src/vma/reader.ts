@@ -24,7 +24,7 @@
  * Does not guarantee data integrity: VMA has no data checksum (§1, §8.7). A device named
  * `vmstate` is read as an ordinary device (its clusters are not required to be in order); the
  * callers decide what to do with it. Cluster `blocks` are views of input chunks or of a buffer
- * allocated for one extent, never of a reused buffer, so they stay valid; this relies on the
+ * allocated for that one extent or cluster, never of a reused buffer, so they stay valid; this relies on the
  * input not reusing a chunk after yielding it (true for Node streams).
  */
 import { VmaFormatError } from '../errors';
@@ -53,7 +53,9 @@ const EMPTY = Buffer.alloc(0);
 
 /** A FIFO of input chunks that hands out exactly n bytes, copying only when n spans chunks. */
 class ByteQueue {
+  /** chunks[head..] are live; the consumed prefix is dropped in batches (no O(n) shift per chunk) */
   private chunks: Buffer[] = [];
+  private head = 0;
   private headOff = 0;
   length = 0;
 
@@ -63,33 +65,38 @@ class ByteQueue {
     this.length += b.length;
   }
 
+  private dropHead(): void {
+    this.head++;
+    this.headOff = 0;
+    if (this.head === this.chunks.length) {
+      this.chunks = [];
+      this.head = 0;
+    } else if (this.head >= 1024) {
+      this.chunks = this.chunks.slice(this.head);
+      this.head = 0;
+    }
+  }
+
   /** Removes and returns the next n bytes (n <= length): a view when they lie in one chunk. */
   take(n: number): Buffer {
     if (n === 0) return EMPTY;
-    const first = this.chunks[0];
-    const avail = first.length - this.headOff;
-    if (avail >= n) {
+    const first = this.chunks[this.head];
+    if (first.length - this.headOff >= n) {
       const out = first.subarray(this.headOff, this.headOff + n);
       this.headOff += n;
-      if (this.headOff === first.length) {
-        this.chunks.shift();
-        this.headOff = 0;
-      }
+      if (this.headOff === first.length) this.dropHead();
       this.length -= n;
       return out;
     }
     const out = Buffer.allocUnsafe(n);
     let filled = 0;
     while (filled < n) {
-      const c = this.chunks[0];
+      const c = this.chunks[this.head];
       const k = Math.min(c.length - this.headOff, n - filled);
       c.copy(out, filled, this.headOff, this.headOff + k);
       filled += k;
       this.headOff += k;
-      if (this.headOff === c.length) {
-        this.chunks.shift();
-        this.headOff = 0;
-      }
+      if (this.headOff === c.length) this.dropHead();
     }
     this.length -= n;
     return out;
@@ -100,8 +107,8 @@ class ByteQueue {
     const out = Buffer.alloc(n);
     let filled = 0;
     let off = this.headOff;
-    for (const c of this.chunks) {
-      if (filled >= n) break;
+    for (let i = this.head; i < this.chunks.length && filled < n; i++) {
+      const c = this.chunks[i];
       const k = Math.min(c.length - off, n - filled);
       c.copy(out, filled, off, off + k);
       filled += k;
@@ -227,15 +234,33 @@ export async function* readVma(
         slots.push({ state, cluster: e.cluster, mask: e.mask });
       }
       const bodyLen = eh.blockCount * BLOCK_SIZE;
-      if (!(await fill(bodyLen))) {
-        fail(`${at}: truncated, stream ends after ${q.length} of ${bodyLen} data bytes`, start, 'data');
+      let body: Buffer | undefined;
+      if (q.length < bodyLen) {
+        // Assemble the extent's data while the input produces it: each chunk is copied as soon as
+        // it arrives, so the copy overlaps the producer's next read (a Readable refills then).
+        body = Buffer.allocUnsafe(bodyLen);
+        let have = q.length;
+        q.take(have).copy(body, 0);
+        while (have < bodyLen) {
+          const r = ended ? undefined : await it.next();
+          if (r === undefined || r.done) {
+            ended = true;
+            fail(`${at}: truncated, stream ends after ${have} of ${bodyLen} data bytes`, start, 'data');
+          }
+          const chunk = toBuffer(r.value);
+          const k = Math.min(chunk.length, bodyLen - have);
+          chunk.copy(body, have, 0, k);
+          have += k;
+          if (k < chunk.length) q.push(chunk.subarray(k));
+        }
       }
-      const body = q.take(bodyLen);
       pos = start + EXTENT_HEADER_SIZE + bodyLen;
+      // Each cluster's blocks: a view of the extent buffer, or, when the extent was already
+      // buffered, a view of the input chunk (a copy of at most 64 KiB if it spans two chunks).
       let off = 0;
       for (const s of slots) {
         const len = s.mask === FULL_MASK ? CLUSTER_SIZE : popcount16(s.mask) * BLOCK_SIZE;
-        const blocks = body.subarray(off, off + len);
+        const blocks = body === undefined ? q.take(len) : body.subarray(off, off + len);
         off += len;
         yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks };
       }

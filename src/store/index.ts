@@ -6,3 +6,4 @@
 export * from './zfs';
 export * from './pool';
 export * from './lock';
+export * from './store';

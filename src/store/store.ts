@@ -1,0 +1,592 @@
+/**
+ * The backup store on ZFS: one dataset per guest (`ROOT/<vmid>`), one snapshot per backup
+ * (`ROOT/<vmid>@vzdump-<YYYY_MM_DD-HH_MM_SS>`), and the snapshots' user properties as the catalog.
+ *
+ * Owns: datasets `ROOT/<digits>`, snapshots named `vzdump-<timestamp>` on them, the temporary
+ * clones under `ROOT/vzdump-zfs-tmp`, and every user property with the prefix `vzdump-zfs:`.
+ * Anything else under ROOT is ignored by list() and never touched. Leaves the files inside a guest
+ * dataset (disk images, manifest) to ingest/restore, retention to prune.ts, and all zfs command
+ * handling to zfs.ts.
+ *
+ * Properties on a backup snapshot (set together with `zfs snapshot -o`, then read back and
+ * verified): `vzdump-zfs:format` (layout version, '1'), `archive`, `ctime`, `size`, `notes`
+ * (absent when empty), `protected` ('1', absent when off), and one `vzdump-zfs:<key>` per extra
+ * BackupProps key (camelCase keys become kebab-case: `diskSizes` -> `disk-sizes`; objects are
+ * stored as JSON, other values as String()). On a guest dataset: `vzdump-zfs:dirty` =
+ * `<pid>@<hostname>` while a write is in flight. Temporary clones carry `vzdump-zfs:owner`.
+ *
+ * Value encoding: every value is stored percent-encoded (UTF-8 bytes below 0x20, 0x7f, above
+ * 0x7f, and '%' itself become `%XX`; a lone '-' becomes `%2D` so it cannot read as "unset"), so
+ * the stored text is printable ASCII without tabs or newlines on any zfs version, and notes keep
+ * spaces, newlines and any UTF-8 exactly. Encoded values may be at most 8000 bytes (zfs's
+ * limit is 8 KiB; zfs-fuse aborts above it).
+ *
+ * Guarantees: list() returns only complete backups (the snapshot exists with its `format` and
+ * `archive` properties, which are set atomically with it); a write that dies leaves the dataset
+ * marked dirty, and the next beginWrite() of that guest rolls it back to its latest snapshot (or
+ * destroys it if it has none) before writing; one write per guest at a time across processes
+ * (lock file per guest in lockDir); committed snapshots are never destroyed except by forget(),
+ * which refuses protected ones. forget() of a guest's last backup keeps the guest dataset: its
+ * files are the base the next ingest writes only differences against.
+ * Does not guarantee: that files written before commit() are flushed from page caches outside
+ * ZFS (close them before committing).
+ */
+
+import { randomBytes } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
+import { acquireLock, pidAlive, type Lock } from './lock';
+import { isNotExist, type PropRow, type Zfs } from './zfs';
+
+// ---------------------------------------------------------------- layout constants
+
+/** Prefix of every user property this tool owns. */
+export const PROP_PREFIX = 'vzdump-zfs:';
+/** Layout version written to `vzdump-zfs:format` (docs/design.md "Changes"). */
+export const LAYOUT_FORMAT = '1';
+/** Prefix of every snapshot name this tool owns. */
+export const SNAPSHOT_PREFIX = 'vzdump-';
+/** Child of ROOT that holds temporary read-only clones (never a guest: not all digits). */
+export const TMP_DATASET = 'vzdump-zfs-tmp';
+/** Longest encoded property value accepted (zfs allows 8 KiB). */
+export const MAX_VALUE_BYTES = 8000;
+
+const P = {
+  format: `${PROP_PREFIX}format`,
+  archive: `${PROP_PREFIX}archive`,
+  ctime: `${PROP_PREFIX}ctime`,
+  size: `${PROP_PREFIX}size`,
+  notes: `${PROP_PREFIX}notes`,
+  protected: `${PROP_PREFIX}protected`,
+  dirty: `${PROP_PREFIX}dirty`,
+  owner: `${PROP_PREFIX}owner`,
+} as const;
+const RESERVED_KEYS = new Set(['format', 'archive', 'ctime', 'size', 'notes', 'protected', 'dirty', 'owner']);
+
+const TIMESTAMP_RE = /^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/;
+const VMID_RE = /^[1-9]\d{0,9}$/;
+
+// ---------------------------------------------------------------- public types
+
+export interface BackupProps {
+  /** Original vzdump file name. */
+  archive: string;
+  /** Epoch seconds of the backup. */
+  ctime: number;
+  /** Bytes of the original archive. */
+  size: number;
+  notes?: string;
+  protected?: boolean;
+  /** Extra keys: letters, digits, '_' and '.', starting with a letter; stored as `vzdump-zfs:<kebab-key>`. */
+  [k: string]: unknown;
+}
+
+export interface BackupInfo {
+  vmid: number;
+  /** YYYY_MM_DD-HH_MM_SS, as in the archive name. */
+  timestamp: string;
+  /** Full snapshot name. */
+  snapshot: string;
+  /** Guest dataset. */
+  dataset: string;
+  archive: string;
+  ctime: number;
+  size: number;
+  notes: string;
+  protected: boolean;
+  subtype: 'qemu';
+  /** zfs `creation` of the snapshot, epoch seconds. */
+  created: number;
+  /** Layout version the backup was written with. */
+  format: string;
+  /** Extra BackupProps keys given at commit, decoded, as strings (JSON for objects). */
+  extra: Record<string, string>;
+}
+
+export interface GuestWrite {
+  vmid: number;
+  dataset: string;
+  /** Mountpoint of the guest dataset: write the backup's files here. */
+  dir: string;
+  /** True when this write created the guest dataset. */
+  created: boolean;
+  /** Latest committed backup of this guest, if any. */
+  latest?: BackupInfo;
+  /** Snapshots with all properties, clears the dirty mark, releases the lock. */
+  commit(timestamp: string, props: BackupProps): Promise<BackupInfo>;
+  /** Rolls back to the latest snapshot, or destroys the dataset if `created` and it has none; idempotent. */
+  abort(): Promise<void>;
+}
+
+export interface SnapshotView {
+  /** Directory showing the snapshot's files, read-only. */
+  dir: string;
+  /** Unmounts and destroys whatever was created for the view; idempotent. */
+  release(): Promise<void>;
+}
+
+export interface BackupStoreOptions {
+  /** recordsize of new guest datasets (default '64K'; zfs-fuse's maximum is 128K). */
+  recordsize?: string;
+  /** compression of new guest datasets (default 'on'). */
+  compression?: string;
+  /** Directory for per-guest lock files (default /run/lock/vzdump-zfs). */
+  lockDir?: string;
+}
+
+// ---------------------------------------------------------------- value encoding
+
+/** Percent-encodes a property value (see module header). */
+export function encodePropValue(v: string): string {
+  let out = '';
+  for (const b of Buffer.from(v, 'utf8')) {
+    out += b < 0x20 || b >= 0x7f || b === 0x25 ? '%' + b.toString(16).toUpperCase().padStart(2, '0') : String.fromCharCode(b);
+  }
+  return out === '-' ? '%2D' : out;
+}
+
+/** Inverse of {@link encodePropValue}. */
+export function decodePropValue(v: string): string {
+  if (!v.includes('%')) return v;
+  const bytes: number[] = [];
+  for (let i = 0; i < v.length; i++) {
+    if (v[i] === '%' && /^[0-9A-Fa-f]{2}$/.test(v.slice(i + 1, i + 3))) {
+      bytes.push(parseInt(v.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else {
+      bytes.push(...Buffer.from(v[i], 'utf8'));
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
+}
+
+/** `diskSizes` -> `disk-sizes` (zfs user property names are lower-case). */
+function keyToProp(key: string): string {
+  if (!/^[A-Za-z][A-Za-z0-9_.]*$/.test(key) || key.length > 200) {
+    throw new UsageError(`invalid backup property name '${key}' - expected letters, digits, '_' or '.'`);
+  }
+  const kebab = key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+  if (RESERVED_KEYS.has(kebab)) throw new UsageError(`backup property name '${key}' is reserved`);
+  return PROP_PREFIX + kebab;
+}
+
+function propToKey(prop: string): string {
+  return prop.slice(PROP_PREFIX.length).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function checkedValue(what: string, v: string): string {
+  const enc = encodePropValue(v);
+  if (enc.length > MAX_VALUE_BYTES) {
+    throw new UsageError(`${what} too long: ${enc.length} bytes encoded, at most ${MAX_VALUE_BYTES}`);
+  }
+  return enc;
+}
+
+// ---------------------------------------------------------------- the store
+
+export class BackupStore {
+  readonly recordsize: string;
+  readonly compression: string;
+  readonly lockDir: string;
+  private snapshotDashO: boolean | undefined;
+
+  constructor(
+    readonly zfs: Zfs,
+    readonly root: string,
+    opts: BackupStoreOptions = {},
+  ) {
+    if (!root || root.startsWith('/') || root.endsWith('/') || /[@#\n]/.test(root)) {
+      throw new ConfigError(`invalid store dataset '${root}' - expected a dataset name like 'tank/backup'`, 'store.dataset');
+    }
+    this.recordsize = opts.recordsize ?? '64K';
+    this.compression = opts.compression ?? 'on';
+    this.lockDir = opts.lockDir ?? '/run/lock/vzdump-zfs';
+  }
+
+  guestDataset(vmid: number): string {
+    checkVmid(vmid);
+    return `${this.root}/${vmid}`;
+  }
+
+  snapshotName(timestamp: string): string {
+    checkTimestamp(timestamp);
+    return `${SNAPSHOT_PREFIX}${timestamp}`;
+  }
+
+  /** Full snapshot name of a backup. */
+  snapshotFullName(vmid: number, timestamp: string): string {
+    return `${this.guestDataset(vmid)}@${this.snapshotName(timestamp)}`;
+  }
+
+  // ------------------------------------------------------------ catalog
+
+  /** Complete backups, sorted by vmid then timestamp; [] when the store (or guest) does not exist. */
+  async list(vmid?: number): Promise<BackupInfo[]> {
+    const top = vmid === undefined ? this.root : this.guestDataset(vmid);
+    let rows: PropRow[];
+    try {
+      rows = await this.zfs.getRows([top], ['all'], { depth: vmid === undefined ? 2 : 1, sources: ['local', 'none'] });
+    } catch (e) {
+      if (isNotExist(e)) return [];
+      throw e;
+    }
+    return this.parseBackups(rows).sort((a, b) => a.vmid - b.vmid || (a.timestamp < b.timestamp ? -1 : a.timestamp > b.timestamp ? 1 : 0));
+  }
+
+  /** One backup, or NotFoundError. */
+  async get(vmid: number, timestamp: string): Promise<BackupInfo> {
+    const snap = this.snapshotFullName(vmid, timestamp);
+    let rows: PropRow[] = [];
+    try {
+      rows = await this.zfs.getRows([snap], ['all'], { sources: ['local', 'none'] });
+    } catch (e) {
+      if (!isNotExist(e)) throw e;
+    }
+    const found = this.parseBackups(rows)[0];
+    if (!found) throw new NotFoundError(`backup '${vmid}/${timestamp}' not found in '${this.root}'`, 'backup', `${vmid}/${timestamp}`);
+    return found;
+  }
+
+  private parseBackups(rows: PropRow[]): BackupInfo[] {
+    const bySnap = new Map<string, Map<string, string>>();
+    const prefix = `${this.root}/`;
+    for (const r of rows) {
+      if (!r.name.startsWith(prefix)) continue;
+      let m = bySnap.get(r.name);
+      if (!m) {
+        if (!isOwnSnapshotName(r.name.slice(prefix.length))) continue;
+        m = new Map();
+        bySnap.set(r.name, m);
+      }
+      // user properties only from the snapshot itself (snapshots inherit the dataset's)
+      if (r.property.startsWith(PROP_PREFIX) && r.source !== 'local' && r.source !== 'received') continue;
+      m.set(r.property, r.value);
+    }
+    const res: BackupInfo[] = [];
+    for (const [name, props] of bySnap) {
+      const info = this.toInfo(name, props);
+      if (info) res.push(info);
+    }
+    return res;
+  }
+
+  private toInfo(name: string, props: Map<string, string>): BackupInfo | undefined {
+    const format = props.get(P.format);
+    const archive = props.get(P.archive);
+    if (format === undefined || archive === undefined || props.get('type') !== 'snapshot') return undefined;
+    const [dataset, snap] = name.split('@');
+    const vmid = Number(dataset.slice(this.root.length + 1));
+    const extra: Record<string, string> = {};
+    for (const [k, v] of props) {
+      if (!k.startsWith(PROP_PREFIX)) continue;
+      const short = k.slice(PROP_PREFIX.length);
+      if (!RESERVED_KEYS.has(short)) extra[propToKey(k)] = decodePropValue(v);
+    }
+    return {
+      vmid,
+      timestamp: snap.slice(SNAPSHOT_PREFIX.length),
+      snapshot: name,
+      dataset,
+      archive: decodePropValue(archive),
+      ctime: toNumber(props.get(P.ctime)),
+      size: toNumber(props.get(P.size)),
+      notes: props.has(P.notes) ? decodePropValue(props.get(P.notes)!) : '',
+      protected: props.get(P.protected) === '1',
+      subtype: 'qemu',
+      created: toNumber(props.get('creation')),
+      format: decodePropValue(format),
+      extra,
+    };
+  }
+
+  async setNotes(vmid: number, timestamp: string, notes: string): Promise<void> {
+    const b = await this.get(vmid, timestamp);
+    if (notes === '') await this.zfs.inherit(b.snapshot, P.notes);
+    else await this.zfs.set(b.snapshot, { [P.notes]: checkedValue(`notes of backup '${vmid}/${timestamp}'`, notes) });
+  }
+
+  async setProtected(vmid: number, timestamp: string, on: boolean): Promise<void> {
+    const b = await this.get(vmid, timestamp);
+    if (on) await this.zfs.set(b.snapshot, { [P.protected]: '1' });
+    else await this.zfs.inherit(b.snapshot, P.protected);
+  }
+
+  /** Destroys one backup's snapshot; ConflictError if protected. Keeps the guest dataset. */
+  async forget(vmid: number, timestamp: string): Promise<void> {
+    const b = await this.get(vmid, timestamp);
+    if (b.protected) {
+      throw new ConflictError(`backup '${vmid}/${timestamp}' is protected - remove the protection first`, b.snapshot);
+    }
+    await this.cleanStaleClones();
+    try {
+      await this.zfs.destroy(b.snapshot);
+    } catch (e) {
+      if (e instanceof ZfsCommandError && /dependent clones/i.test(e.stderrTail)) {
+        throw new ConflictError(`backup '${vmid}/${timestamp}' is being read (restore or verify running) - try again later`, b.snapshot, { cause: e });
+      }
+      throw e;
+    }
+  }
+
+  // ------------------------------------------------------------ writing
+
+  async beginWrite(vmid: number): Promise<GuestWrite> {
+    const ds = this.guestDataset(vmid);
+    const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`);
+    try {
+      const marker = `${process.pid}@${hostname()}`;
+      let exists = await this.zfs.exists(ds);
+      if (exists) exists = await this.recover(ds);
+      let created = false;
+      if (!exists) {
+        // created already marked dirty: no window where it exists half-written and unmarked
+        await this.zfs.create(ds, { compression: this.compression, recordsize: this.recordsize, [P.dirty]: marker }, { parents: true });
+        created = true;
+      } else {
+        await this.zfs.set(ds, { [P.dirty]: marker });
+      }
+      const dir = await this.mountedDir(ds);
+      const backups = await this.list(vmid);
+      return new Write(this, lock, vmid, ds, dir, created, backups[backups.length - 1]);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
+  }
+
+  /**
+   * If `ds` is marked dirty (a write died), undoes that write: drops a trailing backup snapshot
+   * that never got its properties, then rolls back to the latest snapshot, or destroys the
+   * dataset if it has none. Returns whether the dataset still exists. Caller holds the lock.
+   */
+  private async recover(ds: string): Promise<boolean> {
+    const { [P.dirty]: dirty } = await this.zfs.get(ds, [P.dirty]);
+    if (dirty === '-') return true;
+    return this.undoWrite(ds, true);
+  }
+
+  /** Rolls `ds` back to its latest snapshot or (if allowed and it has none) destroys it; clears dirty. */
+  async undoWrite(ds: string, destroyIfNoSnapshot: boolean): Promise<boolean> {
+    for (;;) {
+      const snaps = await this.snapshotsOf(ds);
+      const latest = snaps[snaps.length - 1];
+      if (!latest) {
+        if (destroyIfNoSnapshot) {
+          await this.zfs.destroy(ds);
+          return false;
+        }
+        break;
+      }
+      const short = latest.name.slice(ds.length + 1);
+      if (short.startsWith(SNAPSHOT_PREFIX) && !latest.complete) {
+        // snapshot taken but its properties never set: the backup was not committed
+        await this.zfs.destroy(latest.name);
+        continue;
+      }
+      await this.zfs.rollback(latest.name);
+      break;
+    }
+    await this.zfs.inherit(ds, P.dirty);
+    return true;
+  }
+
+  /** Snapshots of `ds`, oldest first (by createtxg order of zfs, then creation). */
+  private async snapshotsOf(ds: string): Promise<Array<{ name: string; complete: boolean; created: number }>> {
+    const rows = await this.zfs.getRows([ds], ['type', 'creation', P.format], { depth: 1 });
+    const snaps = new Map<string, { name: string; complete: boolean; created: number; order: number }>();
+    let order = 0;
+    for (const r of rows) {
+      if (!r.name.startsWith(`${ds}@`)) continue;
+      let s = snaps.get(r.name);
+      if (!s) {
+        s = { name: r.name, complete: false, created: 0, order: order++ };
+        snaps.set(r.name, s);
+      }
+      if (r.property === 'creation') s.created = toNumber(r.value);
+      if (r.property === P.format && r.source === 'local') s.complete = true;
+    }
+    return [...snaps.values()].sort((a, b) => a.created - b.created || a.order - b.order);
+  }
+
+  /** Takes the snapshot with its properties (atomically where `zfs snapshot -o` works), then verifies them. */
+  async snapshotWithProps(snap: string, props: Record<string, string>): Promise<void> {
+    if (this.snapshotDashO !== false) {
+      try {
+        await this.zfs.snapshot(snap, props);
+        this.snapshotDashO = true;
+      } catch (e) {
+        if (!(e instanceof ZfsCommandError && /invalid option 'o'/.test(e.stderrTail))) throw e;
+        this.snapshotDashO = false;
+      }
+    }
+    if (this.snapshotDashO === false) {
+      // format last: a snapshot without it is not a backup, and recovery removes it
+      const { [P.format]: format, ...rest } = props;
+      await this.zfs.snapshot(snap);
+      await this.zfs.set(snap, rest);
+      await this.zfs.set(snap, { [P.format]: format });
+    }
+    const rows = await this.zfs.getRows([snap], Object.keys(props));
+    const got = new Map(rows.filter((r) => r.source === 'local').map((r) => [r.property, r.value]));
+    for (const [k, v] of Object.entries(props)) {
+      if (got.get(k) !== v) {
+        await this.zfs.destroy(snap).catch(() => undefined);
+        throw new IntegrityError(`snapshot '${snap}': property '${k}' reads back as '${got.get(k) ?? '-'}', expected '${v}'`, snap);
+      }
+    }
+  }
+
+  /** Encodes BackupProps into snapshot user properties. */
+  encodeProps(props: BackupProps): Record<string, string> {
+    if (typeof props.archive !== 'string' || props.archive === '') throw new UsageError(`backup property 'archive' must be a non-empty string`);
+    for (const k of ['ctime', 'size'] as const) {
+      if (!Number.isSafeInteger(props[k]) || props[k] < 0) throw new UsageError(`backup property '${k}' must be a non-negative integer, got '${String(props[k])}'`);
+    }
+    const out: Record<string, string> = {
+      [P.format]: LAYOUT_FORMAT,
+      [P.archive]: checkedValue('archive name', props.archive),
+      [P.ctime]: String(props.ctime),
+      [P.size]: String(props.size),
+    };
+    if (props.notes !== undefined && props.notes !== '') out[P.notes] = checkedValue('notes', String(props.notes));
+    if (props.protected) out[P.protected] = '1';
+    for (const [k, v] of Object.entries(props)) {
+      if (['archive', 'ctime', 'size', 'notes', 'protected'].includes(k) || v === undefined) continue;
+      const s = typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v);
+      if (s === '') continue; // zfs cannot store an empty value: an empty extra reads back as absent
+      out[keyToProp(k)] = checkedValue(`backup property '${k}'`, s);
+    }
+    return out;
+  }
+
+  private async mountedDir(ds: string): Promise<string> {
+    const { mountpoint, mounted } = await this.zfs.get(ds, ['mountpoint', 'mounted']);
+    if (!mountpoint.startsWith('/')) {
+      throw new ConfigError(`dataset '${ds}' has no usable mountpoint ('${mountpoint}') - set one on '${this.root}'`, 'store.dataset');
+    }
+    if (mounted !== 'yes') await this.zfs.mount(ds);
+    return mountpoint;
+  }
+
+  // ------------------------------------------------------------ reading
+
+  /** A read-only directory with the backup's files: `.zfs/snapshot` where available, else a temporary clone. */
+  async openSnapshot(vmid: number, timestamp: string): Promise<SnapshotView> {
+    const b = await this.get(vmid, timestamp);
+    const features = await this.zfs.features(b.dataset);
+    if (features.snapdir) {
+      const { mountpoint } = await this.zfs.get(b.dataset, ['mountpoint']);
+      const dir = join(mountpoint, '.zfs', 'snapshot', this.snapshotName(timestamp));
+      const ok = await stat(dir).then((s) => s.isDirectory(), () => false);
+      if (ok) return { dir, release: async () => undefined };
+    }
+    await this.cleanStaleClones();
+    const parent = `${this.root}/${TMP_DATASET}`;
+    if (!(await this.zfs.exists(parent))) {
+      await this.zfs.create(parent, {}, { parents: true }).catch(async (e) => {
+        if (!(await this.zfs.exists(parent))) throw e; // lost a race: fine
+      });
+    }
+    const clone = `${parent}/${vmid}-${timestamp}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await this.zfs.clone(b.snapshot, clone, { readonly: 'on', [P.owner]: `${process.pid}@${hostname()}` });
+    let released = false;
+    const release = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      await this.zfs.unmount(clone).catch(() => undefined);
+      await this.zfs.destroy(clone);
+    };
+    try {
+      const dir = await this.mountedDir(clone);
+      return { dir, release };
+    } catch (e) {
+      await release().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Destroys temporary clones whose owner process (on this host) is gone. Best effort. */
+  async cleanStaleClones(): Promise<void> {
+    const parent = `${this.root}/${TMP_DATASET}`;
+    let rows: PropRow[];
+    try {
+      rows = await this.zfs.getRows([parent], [P.owner], { depth: 1 });
+    } catch (e) {
+      if (isNotExist(e)) return;
+      throw e;
+    }
+    const host = hostname();
+    for (const r of rows) {
+      if (r.name === parent || r.source !== 'local') continue;
+      const m = /^(\d+)@(.+)$/.exec(r.value);
+      if (!m || m[2] !== host || pidAlive(Number(m[1]))) continue;
+      await this.zfs.unmount(r.name).catch(() => undefined);
+      await this.zfs.destroy(r.name).catch(() => undefined);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- one write
+
+class Write implements GuestWrite {
+  private finished = false;
+
+  constructor(
+    private readonly store: BackupStore,
+    private readonly lock: Lock,
+    readonly vmid: number,
+    readonly dataset: string,
+    readonly dir: string,
+    readonly created: boolean,
+    readonly latest: BackupInfo | undefined,
+  ) {}
+
+  async commit(timestamp: string, props: BackupProps): Promise<BackupInfo> {
+    if (this.finished) throw new ConflictError(`write of guest ${this.vmid} is already finished`, this.dataset);
+    const snap = this.store.snapshotFullName(this.vmid, timestamp);
+    const encoded = this.store.encodeProps(props);
+    if (await this.store.zfs.exists(snap)) {
+      throw new ConflictError(`backup '${this.vmid}/${timestamp}' already exists ('${snap}')`, snap);
+    }
+    await this.store.snapshotWithProps(snap, encoded);
+    // committed: from here on the snapshot is a backup; clearing the mark only ends the write
+    await this.store.zfs.inherit(this.dataset, `${PROP_PREFIX}dirty`);
+    this.finished = true;
+    await this.lock.release();
+    return this.store.get(this.vmid, timestamp);
+  }
+
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    try {
+      await this.store.undoWrite(this.dataset, this.created);
+    } finally {
+      await this.lock.release();
+    }
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+function isOwnSnapshotName(rel: string): boolean {
+  const at = rel.indexOf('@');
+  if (at < 0) return false;
+  const ds = rel.slice(0, at);
+  const snap = rel.slice(at + 1);
+  return VMID_RE.test(ds) && snap.startsWith(SNAPSHOT_PREFIX) && TIMESTAMP_RE.test(snap.slice(SNAPSHOT_PREFIX.length));
+}
+
+function checkVmid(vmid: number): void {
+  if (!Number.isSafeInteger(vmid) || !VMID_RE.test(String(vmid))) throw new UsageError(`invalid vmid '${vmid}' - expected a positive integer`);
+}
+
+function checkTimestamp(ts: string): void {
+  if (!TIMESTAMP_RE.test(ts)) throw new UsageError(`invalid backup timestamp '${ts}' - expected YYYY_MM_DD-HH_MM_SS`);
+}
+
+function toNumber(v: string | undefined): number {
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : NaN;
+}

@@ -1,0 +1,67 @@
+/** Tests src/store/pool.ts: file-backed pools and the "zfs already runs" path of ensureZfsRunning. */
+import { access, mkdtemp, rm, stat, writeFile, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ZfsCommandError } from '../../src/errors';
+import { createFilePool, destroyPool, ensureZfsRunning, stopPid, alive } from '../../src/store/pool';
+import { Zfs } from '../../src/store/zfs';
+import { describeZfs } from '../helpers/zpool';
+import { spawn } from 'node:child_process';
+
+test('stopPid ends a process with TERM and is a no-op for a gone pid', async () => {
+  const child = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  const exited = new Promise((r) => child.once('exit', (_c, sig) => r(sig)));
+  expect(alive(child.pid!)).toBe(true);
+  await stopPid(child.pid!, 5000);
+  expect(await exited).toBe('SIGTERM');
+  await stopPid(child.pid!); // gone: nothing happens
+});
+
+describeZfs('file-backed pools', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-pool-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('ensureZfsRunning does nothing when zfs already answers, and its stop() is a no-op', async () => {
+    const d = await ensureZfsRunning();
+    expect(d.started).toBe(false);
+    expect(d.pid).toBeUndefined();
+    await d.stop();
+    await new Zfs().run(['list', '-H', '-o', 'name']); // still running
+  });
+
+  test('createFilePool makes a sparse vdev and a mounted pool; destroyPool removes both', async () => {
+    const zfs = new Zfs();
+    const name = `vztp${process.pid}`;
+    const vdev = join(dir, 'sub dir', 'vdev');
+    const mnt = join(dir, 'mnt point');
+    await createFilePool(name, vdev, 128 * 1024 * 1024, mnt, { zfs, rootProps: { compression: 'on' } });
+    try {
+      const s = await stat(vdev);
+      expect(s.size).toBe(128 * 1024 * 1024);
+      const p = await zfs.get(name, ['mountpoint', 'mounted', 'compression']);
+      expect(p).toEqual({ mountpoint: mnt, mounted: 'yes', compression: 'on' });
+      await writeFile(join(mnt, 'f'), 'hello');
+      expect(await readFile(join(mnt, 'f'), 'utf8')).toBe('hello');
+      // the vdev file is never reused or overwritten
+      await expect(createFilePool(`${name}x`, vdev, 128 * 1024 * 1024, mnt, { zfs })).rejects.toThrow(/EEXIST/);
+    } finally {
+      await destroyPool(name, { zfs, vdevPath: vdev });
+    }
+    expect(await zfs.exists(name)).toBe(false);
+    await expect(access(vdev)).rejects.toThrow();
+    await destroyPool(name, { zfs }); // already gone: fine
+  });
+
+  test('a pool on a too-small vdev fails with the zpool message and leaves no file', async () => {
+    const vdev = join(dir, 'tiny');
+    const err = await createFilePool(`vztt${process.pid}`, vdev, 1024 * 1024, join(dir, 'm2')).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ZfsCommandError);
+    expect((err as ZfsCommandError).message).toMatch(/^zpool create .* failed: /);
+    await expect(access(vdev)).rejects.toThrow();
+  });
+});

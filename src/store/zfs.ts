@@ -160,7 +160,7 @@ export class Zfs {
     opts: { recursive?: boolean; depth?: number; sources?: string[] } = {},
   ): Promise<PropRow[]> {
     const args = ['get', '-Hp'];
-    if (opts.depth !== undefined) args.push('-d', String(opts.depth));
+    if (opts.depth !== undefined) args.push('-r', '-d', String(opts.depth));
     else if (opts.recursive) args.push('-r');
     if (opts.sources) args.push('-s', opts.sources.join(','));
     args.push('-o', 'name,property,value,source', '--', props.join(','), ...names);

@@ -1,0 +1,405 @@
+/**
+ * End to end: `node bin/vzdump-zfs vma …` against archives it creates and the real PVE sample.
+ * Builds dist/ with tsup first when it is older than src/.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { writeVma } from '../../src/vma';
+
+const ROOT = path.resolve(__dirname, '../..');
+const BIN = path.join(ROOT, 'bin', 'vzdump-zfs');
+const SAMPLE = '/work/shared/fixtures/pve-sample-truncated.vma.gz';
+
+function newestMtime(dir: string): number {
+  let t = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+beforeAll(() => {
+  const dist = path.join(ROOT, 'dist', 'cli.js');
+  if (!fs.existsSync(dist) || fs.statSync(dist).mtimeMs < newestMtime(path.join(ROOT, 'src'))) {
+    execFileSync('npx', ['tsup'], { cwd: ROOT, stdio: 'ignore' });
+  }
+}, 120000);
+
+interface Run {
+  code: number | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+function run(args: string[], opts: { input?: Buffer; env?: Record<string, string>; cwd?: string } = {}): Run {
+  const r = spawnSync(process.execPath, [BIN, 'vma', ...args], {
+    input: opts.input,
+    env: { ...process.env, TZ: 'UTC', ...opts.env },
+    cwd: opts.cwd,
+    maxBuffer: 256 << 20,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vz-cli-vma-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+/** A 3 MiB image: random clusters, zero clusters, a half-zero cluster; plus an odd-sized one. */
+function makeImages(d: string): { a: string; b: string; conf: string; fw: string } {
+  const a = Buffer.alloc(3 * 1024 * 1024 + 65536 * 2);
+  crypto.randomFillSync(a, 0, 65536 * 5);
+  crypto.randomFillSync(a, 65536 * 20, 4096);
+  crypto.randomFillSync(a, 65536 * 30 + 8192, 8192);
+  crypto.randomFillSync(a, a.length - 100, 100);
+  const b = crypto.randomBytes(5000); // not a multiple of 512: stored as 5120
+  const files = { a: path.join(d, 'a.img'), b: path.join(d, 'b.img'), conf: path.join(d, 'qemu-server.conf'), fw: path.join(d, 'qemu-server.fw') };
+  fs.writeFileSync(files.a, a);
+  fs.writeFileSync(files.b, b);
+  fs.writeFileSync(files.conf, 'boot: order=scsi0\nscsi0: local:vm-100-disk-0,size=3M\n#qmdump#map:scsi0:drive-scsi0:local:raw:\n');
+  fs.writeFileSync(files.fw, Buffer.from([0x5b, 0x4f, 0x50, 0x54, 0x49, 0x4f, 0x4e, 0x53, 0x5d, 0x00, 0xff])); // binary, no newline
+  return files;
+}
+
+const padTo = (buf: Buffer, size: number) => Buffer.concat([buf, Buffer.alloc(size - buf.length)]);
+const round512 = (n: number) => Math.ceil(n / 512) * 512;
+
+describe('create -> list/config/verify/extract round trip', () => {
+  let f: ReturnType<typeof makeImages>;
+  beforeAll(() => {
+    const d = path.join(dir, 'src');
+    fs.mkdirSync(d);
+    f = makeImages(d);
+  });
+
+  test.each(['vma', 'vma.zst', 'vma.lzo', 'vma.gz'])('.%s', (ext) => {
+    const out = path.join(dir, `rt.${ext}`);
+    const c = run(['create', out, '-c', f.conf, '-c', f.fw, '-d', `format=raw:drive-scsi0=${f.a}`, '-d', `format=raw:drive-virtio1=${f.b}`]);
+    expect(c.stderr).toBe('');
+    expect(c.code).toBe(0);
+    if (ext !== 'vma') {
+      // really compressed with the named codec: the system tool decodes it to a VMA stream
+      const tool = { 'vma.zst': ['zstd', '-q', '-d', '-c'], 'vma.lzo': ['lzop', '-d', '-c'], 'vma.gz': ['gzip', '-d', '-c'] }[ext]!;
+      const raw = execFileSync(tool[0]!, [...tool.slice(1), out], { maxBuffer: 64 << 20 });
+      expect(raw.subarray(0, 4).toString('latin1')).toBe('VMA\0');
+    }
+
+    const sizeA = round512(fs.statSync(f.a).size);
+    const sizeB = round512(fs.statSync(f.b).size);
+    const l = run(['list', out]);
+    expect(l.code).toBe(0);
+    const lines = l.stdout.toString().split('\n');
+    expect(lines.slice(0, 4)).toEqual([
+      `CFG: size: ${fs.statSync(f.conf).size} name: qemu-server.conf`,
+      `CFG: size: ${fs.statSync(f.fw).size} name: qemu-server.fw`,
+      `DEV: dev_id=1 size: ${sizeA} devname: drive-scsi0`,
+      `DEV: dev_id=2 size: ${sizeB} devname: drive-virtio1`,
+    ]);
+    expect(lines[4]).toMatch(/^CTIME: (Sun|Mon|Tue|Wed|Thu|Fri|Sat) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4}$/);
+    expect(lines[5]).toBe('');
+    expect(sizeB).toBe(5120);
+    // qmrestore's parser accepts the DEV lines
+    expect(lines[2]).toMatch(/^DEV:\sdev_id=(\d+)\ssize:\s(\d+)\sdevname:\s(\S+)$/);
+
+    const cfg = run(['config', out]);
+    expect(cfg.code).toBe(0);
+    expect(cfg.stdout.equals(fs.readFileSync(f.conf))).toBe(true);
+    const fw = run(['config', out, '-c', 'qemu-server.fw']);
+    expect(fw.stdout.equals(fs.readFileSync(f.fw))).toBe(true);
+
+    const v = run(['verify', out]);
+    expect(v.code).toBe(0);
+    expect(v.stdout.length).toBe(0);
+
+    const x = path.join(dir, `x-${ext}`);
+    const e = run(['extract', out, x]);
+    expect(e.stderr).toBe('');
+    expect(e.code).toBe(0);
+    expect(e.stdout.toString()).toBe(
+      `DEVINFO ${x}/tmp-disk-drive-scsi0.raw ${sizeA}\nDEVINFO ${x}/tmp-disk-drive-virtio1.raw ${sizeB}\n`,
+    );
+    expect(fs.readdirSync(x).sort()).toEqual(['disk-drive-scsi0.raw', 'disk-drive-virtio1.raw', 'qemu-server.conf', 'qemu-server.fw']);
+    expect(fs.readFileSync(path.join(x, 'disk-drive-scsi0.raw')).equals(padTo(fs.readFileSync(f.a), sizeA))).toBe(true);
+    expect(fs.readFileSync(path.join(x, 'disk-drive-virtio1.raw')).equals(padTo(fs.readFileSync(f.b), sizeB))).toBe(true);
+    expect(fs.readFileSync(path.join(x, 'qemu-server.conf')).equals(fs.readFileSync(f.conf))).toBe(true);
+    expect(fs.readFileSync(path.join(x, 'qemu-server.fw')).equals(fs.readFileSync(f.fw))).toBe(true);
+    // sparse: the zero clusters were not written
+    const st = fs.statSync(path.join(x, 'disk-drive-scsi0.raw'));
+    expect(st.blocks * 512).toBeLessThan(st.size / 2);
+  });
+
+  test('verify -v prints the list output and a summary', () => {
+    const out = path.join(dir, 'rt.vma');
+    const v = run(['verify', '-v', out]);
+    expect(v.code).toBe(0);
+    const text = v.stdout.toString();
+    expect(text).toContain(run(['list', out]).stdout.toString());
+    // every cluster of both disks, 64 KiB each
+    const clusters = Math.ceil(round512(fs.statSync(f.a).size) / 65536) + Math.ceil(round512(fs.statSync(f.b).size) / 65536);
+    expect(text).toMatch(new RegExp(`total bytes read ${clusters * 65536}, sparse bytes \\d+ \\(\\d+(\\.\\d+)?%\\)\\n$`));
+  });
+
+  test("'-' reads an uncompressed stream on stdin", () => {
+    const input = fs.readFileSync(path.join(dir, 'rt.vma'));
+    expect(run(['list', '-'], { input }).stdout.toString()).toBe(run(['list', path.join(dir, 'rt.vma')]).stdout.toString());
+    expect(run(['verify', '-'], { input }).code).toBe(0);
+    const x = path.join(dir, 'x-stdin');
+    expect(run(['extract', '-', x], { input }).code).toBe(0);
+    expect(fs.readFileSync(path.join(x, 'disk-drive-scsi0.raw')).equals(padTo(fs.readFileSync(f.a), round512(fs.statSync(f.a).size)))).toBe(true);
+  });
+
+  test('old positional syntax: devname=IMAGE and bare IMAGE (named disk<N>)', () => {
+    const out = path.join(dir, 'old.vma.zst');
+    const c = run(['create', out, '-c', f.conf, f.a, `drive-sata1=${f.b}`]);
+    expect(c.code).toBe(0);
+    const l = run(['list', out]).stdout.toString();
+    expect(l).toContain('DEV: dev_id=1 size: 3276800 devname: disk0\n');
+    expect(l).toContain('DEV: dev_id=2 size: 5120 devname: drive-sata1\n');
+  });
+
+  test('mixing -d and positional devices is refused', () => {
+    const out = path.join(dir, 'mixed.vma');
+    const c = run(['create', out, '-d', `format=raw:drive-scsi0=${f.a}`, f.b]);
+    expect(c.code).not.toBe(0);
+    expect(c.stderr).toMatch(/^vzdump-zfs: unexpected extra argument .* specify all devices via '-d'\n$/);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  test('-d without format and with a non-raw format are refused', () => {
+    expect(run(['create', path.join(dir, 'nf.vma'), '-d', `drive-scsi0=${f.a}`]).stderr).toMatch(/no format specified/);
+    expect(run(['create', path.join(dir, 'nf.vma'), '-d', `format=qcow2:drive-scsi0=${f.a}`]).stderr).toMatch(/only format=raw/);
+  });
+
+  test('a config-only archive is header plus one empty extent and extracts to just the config', () => {
+    const out = path.join(dir, 'conf-only.vma');
+    expect(run(['create', out, '-c', f.conf]).code).toBe(0);
+    const size = fs.statSync(out).size;
+    expect(size % 512).toBe(0);
+    expect(run(['verify', out]).code).toBe(0);
+    const x = path.join(dir, 'x-conf-only');
+    expect(run(['extract', out, x]).code).toBe(0);
+    expect(fs.readdirSync(x)).toEqual(['qemu-server.conf']);
+  });
+
+  test('create refuses an existing OUTPUT and leaves it alone', () => {
+    const out = path.join(dir, 'exists.vma');
+    fs.writeFileSync(out, 'keep me');
+    const c = run(['create', out, '-c', f.conf]);
+    expect(c.code).not.toBe(0);
+    expect(c.stderr).toBe(`vzdump-zfs: '${out}': already exists\n`);
+    expect(fs.readFileSync(out, 'utf8')).toBe('keep me');
+  });
+
+  test('create removes OUTPUT when it fails half-way (compressor missing)', () => {
+    const out = path.join(dir, 'fails.vma.zst');
+    const c = run(['create', out, '-c', f.conf, '-d', `format=raw:drive-scsi0=${f.a}`], { env: { PATH: path.join(dir, 'empty-path') } });
+    expect(c.code).not.toBe(0);
+    expect(c.stderr).toBe(`vzdump-zfs: '${out}': zstd not found - apt-get install zstd\n`);
+    expect(fs.existsSync(out)).toBe(false);
+  });
+
+  test('create with a missing image or config names it', () => {
+    const r1 = run(['create', path.join(dir, 'm.vma'), '-d', `format=raw:drive-scsi0=${path.join(dir, 'nope.img')}`]);
+    expect(r1.code).not.toBe(0);
+    expect(r1.stderr).toContain(`'${path.join(dir, 'nope.img')}'`);
+    const r2 = run(['create', path.join(dir, 'm.vma'), '-c', path.join(dir, 'nope.conf')]);
+    expect(r2.stderr).toContain(`'${path.join(dir, 'nope.conf')}'`);
+    expect(fs.existsSync(path.join(dir, 'm.vma'))).toBe(false);
+  });
+
+  test('extract refuses an existing target directory', () => {
+    const x = path.join(dir, 'already');
+    fs.mkdirSync(x);
+    const r = run(['extract', path.join(dir, 'rt.vma'), x]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/already exists/);
+    expect(fs.readdirSync(x)).toEqual([]);
+  });
+
+  test('config -c with a missing name fails with not-found', () => {
+    const r = run(['config', path.join(dir, 'rt.vma'), '-c', 'pct.conf']);
+    expect(r.code).toBe(30);
+    expect(r.stderr).toMatch(/unable to find configuration data 'pct.conf'/);
+    expect(r.stdout.length).toBe(0);
+  });
+});
+
+describe('damaged archives', () => {
+  let good: Buffer;
+  beforeAll(() => {
+    const d = path.join(dir, 'dmg');
+    fs.mkdirSync(d);
+    const f = makeImages(d);
+    const out = path.join(d, 'good.vma');
+    expect(run(['create', out, '-c', f.conf, '-d', `format=raw:drive-scsi0=${f.a}`]).code).toBe(0);
+    good = fs.readFileSync(out);
+  });
+
+  test('a flipped extent-header byte fails verify and extract with a format error naming the file', () => {
+    const bad = Buffer.from(good);
+    const headerSize = bad.readUInt32BE(56);
+    bad[headerSize + 100] ^= 0xff; // inside the first extent's blockinfo: extent MD5 mismatch
+    const f = path.join(dir, 'dmg', 'bad.vma');
+    fs.writeFileSync(f, bad);
+    const v = run(['verify', f]);
+    expect(v.code).toBe(10);
+    expect(v.stderr.startsWith(`vzdump-zfs: '${f}': `)).toBe(true);
+    const x = path.join(dir, 'dmg', 'x-bad');
+    const e = run(['extract', f, x]);
+    expect(e.code).toBe(10);
+    expect(fs.readdirSync(x).filter((n) => n.includes('disk'))).toEqual([]);
+  });
+
+  test('an archive cut after its first extent: verify and extract report the missing clusters', () => {
+    const img = path.join(dir, 'dmg', 'big.img');
+    fs.writeFileSync(img, crypto.randomBytes(8 << 20)); // 128 clusters: extents of 58, 58, 12
+    const whole = path.join(dir, 'dmg', 'big.vma');
+    expect(run(['create', whole, '-d', `format=raw:drive-scsi0=${img}`]).code).toBe(0);
+    const big = fs.readFileSync(whole);
+    const headerSize = big.readUInt32BE(56);
+    const blockCount = big.readUInt16BE(headerSize + 6);
+    expect(blockCount).toBe(58 * 16);
+    const cut = big.subarray(0, headerSize + 512 + blockCount * 4096);
+    const f = path.join(dir, 'dmg', 'cut.vma.zst');
+    fs.writeFileSync(f, execFileSync('zstd', ['-q', '-c'], { input: cut, maxBuffer: 64 << 20 }));
+    const v = run(['verify', f]);
+    expect(v.code).toBe(10);
+    expect(v.stderr).toMatch(/missing cluster 58 of device 'drive-scsi0'/);
+    expect(run(['verify', '--allow-missing', f]).code).toBe(0);
+    const x = path.join(dir, 'dmg', 'x-cut');
+    const e = run(['extract', f, x]);
+    expect(e.code).toBe(10);
+    expect(e.stderr).toMatch(/missing cluster 58 /);
+    expect(fs.readdirSync(x)).toEqual([]);
+  });
+
+  test('a truncated compressed file is a compression error, not a short read', () => {
+    const f = path.join(dir, 'dmg', 'trunc.vma.gz');
+    const gz = execFileSync('gzip', ['-c'], { input: good, maxBuffer: 64 << 20 });
+    fs.writeFileSync(f, gz.subarray(0, gz.length - 1000));
+    for (const cmd of ['verify', 'extract']) {
+      const r = run(cmd === 'verify' ? [cmd, f] : [cmd, f, path.join(dir, 'dmg', 'x-trunc')]);
+      expect(r.code).toBe(12);
+      expect(r.stderr).toMatch(new RegExp(`^vzdump-zfs: '${f.replace(/[.]/g, '\\.')}': gzip failed \\(exit 1\\)`));
+    }
+    expect(fs.readdirSync(path.join(dir, 'dmg', 'x-trunc')).filter((n) => n.includes('disk'))).toEqual([]);
+  });
+
+  test('unsafe device and config names are refused by extract before anything is written', async () => {
+    for (const [cfgName, devName] of [
+      ['qemu-server.conf', '../evil'],
+      ['../../escape.conf', 'drive-scsi0'],
+      ['disk-drive-scsi0.raw', 'drive-scsi0'],
+    ]) {
+      const parts: Buffer[] = [];
+      const size = 65536;
+      for await (const b of writeVma(
+        { uuid: crypto.randomBytes(16), ctime: 1700000000, configs: [{ name: cfgName!, data: Buffer.from('x\n') }], devices: [{ name: devName!, size }] },
+        [{ devId: 1, cluster: 0, data: Buffer.alloc(size, 1) }],
+      )) {
+        parts.push(b);
+      }
+      const f = path.join(dir, 'dmg', 'unsafe.vma');
+      fs.writeFileSync(f, Buffer.concat(parts));
+      const x = path.join(dir, 'dmg', 'x-unsafe');
+      const r = run(['extract', f, x]);
+      expect(r.code).toBe(13);
+      expect(r.stderr).toMatch(/^vzdump-zfs: unsafe (config|device) name/);
+      expect(fs.existsSync(x)).toBe(false);
+      expect(fs.existsSync(path.join(dir, 'evil'))).toBe(false);
+    }
+  });
+});
+
+describe('the real PVE sample (truncated after two extents)', () => {
+  const README_LIST = 'CFG: size: 417 name: qemu-server.conf\nDEV: dev_id=1 size: 10737418240 devname: drive-scsi0\nCTIME: Sun Oct 31 11:43:42 2021\n';
+
+  test('list with TZ=UTC prints exactly what the reference vma prints', () => {
+    const r = run(['list', SAMPLE]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toBe(README_LIST);
+  });
+
+  test('CTIME follows TZ, like C ctime()', () => {
+    const tz = 'Europe/Vienna';
+    const expected = execFileSync('date', ['-d', '@1635680622', '+%a %b %e %H:%M:%S %Y'], { env: { ...process.env, TZ: tz } }).toString();
+    const r = run(['list', SAMPLE], { env: { TZ: tz } });
+    expect(r.stdout.toString().split('\n')[2]).toBe(`CTIME: ${expected.trim()}`);
+    expect(expected).not.toContain('11:43:42');
+  });
+
+  test('config prints the embedded qemu-server.conf byte for byte', () => {
+    const r = run(['config', SAMPLE]);
+    expect(r.code).toBe(0);
+    expect(crypto.createHash('sha256').update(r.stdout).digest('hex')).toBe('383cc8e9ab35d6a56b9a83b502263942253c807216c83eccae89a23ef040f950');
+    expect(r.stdout.toString().endsWith('#qmdump#map:scsi0:drive-scsi0:local-lvm:raw:\n')).toBe(true);
+  });
+
+  test('list also works on the stream through gzip -dc on stdin', () => {
+    const input = execFileSync('gzip', ['-dc', SAMPLE]);
+    expect(run(['list', '-'], { input }).stdout.toString()).toBe(README_LIST);
+  });
+
+  test('verify fails on the missing clusters (first: 23)', () => {
+    const r = run(['verify', SAMPLE]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/^vzdump-zfs: '.*pve-sample-truncated\.vma\.gz': .*missing cluster 23 .*'drive-scsi0'/);
+    expect(r.stderr.split('\n').length).toBe(2); // one line
+  });
+
+  test("verify --allow-missing -v matches the reference's summary", () => {
+    const r = run(['verify', '--allow-missing', '-v', SAMPLE]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toBe(README_LIST + 'total bytes read 7602176, sparse bytes 7077888 (93.1%)\n');
+  });
+
+  test('extract fails with missing cluster 23 and leaves no disk image behind', () => {
+    const x = path.join(dir, 'x-sample');
+    const r = run(['extract', SAMPLE, x]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/missing cluster 23 .*'drive-scsi0'/);
+    expect(fs.readdirSync(x)).toEqual(['qemu-server.conf']);
+  });
+});
+
+describe('archive names', () => {
+  test.each([
+    ['backup.bin', /^vzdump-zfs: 'backup.bin': unknown compression '.bin'/, 11],
+    ['x.vma.bz2', /^vzdump-zfs: 'x.vma.bz2': bz2 compression is not supported/, 11],
+    ['x.vma.xz', /unknown compression '.xz'/, 11],
+  ])('list %s is refused', (name, msg, code) => {
+    const r = run(['list', path.join(dir, name)]);
+    expect(r.code).toBe(code);
+    expect(r.stderr).toMatch(msg);
+  });
+
+  test('a missing archive names the file', () => {
+    const f = path.join(dir, 'missing.vma.zst');
+    const r = run(['list', f]);
+    expect(r.code).toBe(21);
+    expect(r.stderr).toBe(`vzdump-zfs: '${f}': no such file\n`);
+  });
+
+  test('create with an unknown output extension creates nothing', () => {
+    const f = path.join(dir, 'out.vma.bz3');
+    const r = run(['create', f]);
+    expect(r.code).toBe(11);
+    expect(r.stderr).toMatch(/unknown compression '.bz3'/);
+    expect(fs.existsSync(f)).toBe(false);
+  });
+
+  test('a plain file that is not a VMA is a format error', () => {
+    const f = path.join(dir, 'notvma.vma');
+    fs.writeFileSync(f, Buffer.alloc(20000, 7));
+    const r = run(['list', f]);
+    expect(r.code).toBe(10);
+    expect(r.stderr.startsWith(`vzdump-zfs: '${f}': `)).toBe(true);
+  });
+});

@@ -17,6 +17,49 @@ test('stopPid ends a process with TERM and is a no-op for a gone pid', async () 
   await stopPid(child.pid!); // gone: nothing happens
 });
 
+describe('ensureZfsRunning with stand-in binaries (the real daemon is left alone)', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-fake-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** zfs/zpool stand-ins that fail until `mark` exists, like zfs-fuse's tools before the daemon is up. */
+  async function fakeTools(mark: string): Promise<Zfs> {
+    const tool = `#!/bin/sh\n[ -e '${mark}' ] && exit 0\necho 'connect: No such file or directory' >&2\nexit 1\n`;
+    await writeFile(join(dir, 'zfs'), tool, { mode: 0o755 });
+    await writeFile(join(dir, 'zpool'), tool, { mode: 0o755 });
+    return new Zfs({ zfs: join(dir, 'zfs'), zpool: join(dir, 'zpool') });
+  }
+
+  test('starts the daemon, waits until zpool answers, and stop() ends exactly that pid', async () => {
+    const mark = join(dir, 'up');
+    const zfs = await fakeTools(mark);
+    const fuse = join(dir, 'zfs-fuse');
+    await writeFile(fuse, `#!/bin/sh\nsleep 0.3\n: > '${mark}'\nexec sleep 60\n`, { mode: 0o755 });
+    const d = await ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 10000 });
+    expect(d.started).toBe(true);
+    expect(alive(d.pid!)).toBe(true);
+    await access(mark);
+    await d.stop();
+    expect(alive(d.pid!)).toBe(false);
+  });
+
+  test('a daemon that exits at once is reported with its exit code', async () => {
+    const zfs = await fakeTools(join(dir, 'never'));
+    const fuse = join(dir, 'zfs-fuse');
+    await writeFile(fuse, '#!/bin/sh\nexit 4\n', { mode: 0o755 });
+    await expect(ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 10000 })).rejects.toThrow(/exited with code 4/);
+  });
+
+  test('a missing zfs-fuse binary is a ZfsCommandError', async () => {
+    const zfs = await fakeTools(join(dir, 'never'));
+    await expect(ensureZfsRunning({ zfs, zfsFuse: join(dir, 'nope'), timeoutMs: 2000 })).rejects.toBeInstanceOf(ZfsCommandError);
+  });
+});
+
 describeZfs('file-backed pools', () => {
   let dir: string;
   beforeAll(async () => {

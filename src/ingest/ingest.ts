@@ -76,7 +76,12 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
   try {
     parsed = parseArchiveName(fileName);
   } catch (e) {
-    if (vmid === undefined || timestamp === undefined) throw e;
+    if (vmid === undefined || timestamp === undefined) {
+      if (e instanceof ArchiveNameError && /\.vma(\.(zst|lzo|gz))?$/.test(fileName)) {
+        throw new ArchiveNameError(`'${fileName}': not a standard vzdump name (vzdump-qemu-<vmid>-YYYY_MM_DD-HH_MM_SS.vma...) - pass --vmid and --time`, fileName, { cause: e });
+      }
+      throw e;
+    }
     // a non-vzdump name with explicit guest and time: the extension must still say VMA
     compressionFromFileName(fileName);
     if (!/\.vma(\.(zst|lzo|gz))?$/.test(fileName)) {

@@ -67,22 +67,26 @@ async function verifyDisk(image: string, digests: string, size: number, digestOf
   }
 }
 
+/** Checks the files of one backup in `dir` (a snapshot view) against its manifest. */
+export async function verifyBackupDir(dir: string, what: string): Promise<VerifyResult> {
+  const m = readManifest(dir, what);
+  for (const c of m.configs) {
+    const p = path.join(dir, c.name);
+    const sum = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+    if (sum !== c.sha256) throw new IntegrityError(`backup ${what}: config '${c.name}' does not match its digest`, p);
+  }
+  let clusters = 0;
+  for (const d of m.disks) {
+    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), d.size, d.digestOfDigests);
+  }
+  return { disks: m.disks.length, clusters, configs: m.configs.length };
+}
+
 export async function verifyBackup(store: BackupStore, vmid: number, timestamp: string): Promise<VerifyResult> {
-  const what = `${vmid}/${timestamp}`;
   await store.get(vmid, timestamp);
   const view = await store.openSnapshot(vmid, timestamp);
   try {
-    const m = readManifest(view.dir, what);
-    for (const c of m.configs) {
-      const p = path.join(view.dir, c.name);
-      const sum = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-      if (sum !== c.sha256) throw new IntegrityError(`backup ${what}: config '${c.name}' does not match its digest`, p);
-    }
-    let clusters = 0;
-    for (const d of m.disks) {
-      clusters += await verifyDisk(path.join(view.dir, d.image), path.join(view.dir, d.digests), d.size, d.digestOfDigests);
-    }
-    return { disks: m.disks.length, clusters, configs: m.configs.length };
+    return await verifyBackupDir(view.dir, `${vmid}/${timestamp}`);
   } finally {
     await view.release();
   }

@@ -1,0 +1,347 @@
+/**
+ * Ingest and restore on a real pool (zfs-fuse in CI): a series of generated backups with changing
+ * disks and configs, every compression, idempotence, rollback after corrupt, truncated and killed
+ * ingests, locking, and the rebuilt VMA compared byte for byte with what went in.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { compress, decompress } from '../../src/archive/compression';
+import type { Compression } from '../../src/archive/names';
+import { ingestArchive, ingestTarget } from '../../src/ingest/ingest';
+import { diskImageName } from '../../src/ingest/disk-sync';
+import { restoreBackup } from '../../src/restore/restore';
+import { verifyBackup, verifyBackupDir } from '../../src/restore/verify';
+import { BackupStore } from '../../src/store/store';
+import { expandCluster, readVma } from '../../src/vma/reader';
+import { writeVma } from '../../src/vma/writer';
+import type { VmaClusterData } from '../../src/vma/types';
+import { createTestPool, describeZfs, type TestPool } from '../helpers/zpool';
+
+const C = 65536;
+
+interface Guest {
+  configs: { name: string; data: Buffer }[];
+  disks: { name: string; data: Buffer }[];
+}
+
+function* clustersOf(disks: Guest['disks'], order: 'seq' | 'interleaved'): Generator<VmaClusterData> {
+  const all: VmaClusterData[] = [];
+  disks.forEach((d, i) => {
+    for (let c = 0; c * C < d.data.length; c++) all.push({ devId: i + 1, cluster: c, data: d.data.subarray(c * C, Math.min((c + 1) * C, d.data.length)) });
+  });
+  if (order === 'interleaved') all.sort((a, b) => ((a.cluster * 7919 + a.devId) % 13) - ((b.cluster * 7919 + b.devId) % 13));
+  yield* all;
+}
+
+async function writeArchive(dir: string, name: string, g: Guest, compression: Compression = 'zst'): Promise<string> {
+  const p = path.join(dir, name);
+  const vma = writeVma(
+    { uuid: randomBytes(16), ctime: 1767225600, configs: g.configs, devices: g.disks.map((d) => ({ name: d.name, size: d.data.length })) },
+    clustersOf(g.disks, 'interleaved'),
+  );
+  const stream = compression === 'none' ? vma : compress(vma, compression);
+  await pipeline(Readable.from(stream), fs.createWriteStream(p));
+  return p;
+}
+
+/** Reads a VMA (file, compressed by extension) back into configs and full disk images. */
+async function readBack(file: string, compression: Compression): Promise<Guest> {
+  const g: Guest = { configs: [], disks: [] };
+  for await (const rec of readVma(decompress(fs.createReadStream(file), compression), { label: file })) {
+    if (rec.type === 'header') {
+      g.configs = rec.header.configs.map((c) => ({ name: c.name, data: c.data }));
+      g.disks = rec.header.devices.map((d) => ({ name: d.name, data: Buffer.alloc(d.size) }));
+    } else {
+      const d = g.disks[rec.devId - 1]!;
+      const full = expandCluster(rec);
+      if (rec.cluster * C < d.data.length) full.subarray(0, Math.min(C, d.data.length - rec.cluster * C)).copy(d.data, rec.cluster * C);
+    }
+  }
+  return g;
+}
+
+function expectSameGuest(got: Guest, want: Guest): void {
+  expect(got.configs.map((c) => c.name)).toEqual(want.configs.map((c) => c.name));
+  got.configs.forEach((c, i) => expect(c.data.equals(want.configs[i]!.data)).toBe(true));
+  expect(got.disks.map((d) => [d.name, d.data.length])).toEqual(want.disks.map((d) => [d.name, d.data.length]));
+  got.disks.forEach((d, i) => expect(d.data.equals(want.disks[i]!.data)).toBe(true));
+}
+
+function disk(size: number, seed: number): Buffer {
+  const b = Buffer.alloc(size);
+  // data in two thirds of the 4 KiB blocks, the rest zero
+  for (let off = 0, i = seed; off < size; off += 4096, i++) if (i % 3 !== 0) randomBytes(Math.min(4096, size - off)).copy(b, off);
+  return b;
+}
+
+/** 4 KiB blocks in which `b` differs from `a`, both read as zero past their ends. */
+function differingBlocks(a: Buffer, b: Buffer): number {
+  let n = 0;
+  const len = Math.max(a.length, b.length);
+  for (let off = 0; off < len; off += 4096) {
+    const x = Buffer.alloc(4096);
+    const y = Buffer.alloc(4096);
+    a.copy(x, 0, Math.min(off, a.length), Math.min(off + 4096, a.length));
+    b.copy(y, 0, Math.min(off, b.length), Math.min(off + 4096, b.length));
+    if (!x.equals(y)) n++;
+  }
+  return n;
+}
+
+function conf(text: string): { name: string; data: Buffer } {
+  return { name: 'qemu-server.conf', data: Buffer.from(`${text}\n#qmdump#map:scsi0:drive-scsi0:local-zfs:raw:\n`) };
+}
+
+const name = (vmid: number, day: number, ext = 'vma.zst') => `vzdump-qemu-${vmid}-2026_01_${String(day).padStart(2, '0')}-02_00_00.${ext}`;
+
+describe('ingestTarget', () => {
+  it.each([
+    ['vzdump-qemu-101-2026_01_02-03_04_05.vma.zst', 101, '2026_01_02-03_04_05'],
+    ['/some/dir/vzdump-qemu-999999999-2026_01_02-03_04_05.vma', 999999999, '2026_01_02-03_04_05'],
+  ])('reads guest and time from %s', (file, vmid, ts) => {
+    expect(ingestTarget(file)).toMatchObject({ vmid, timestamp: ts });
+  });
+
+  it.each([
+    ['vzdump-lxc-101-2026_01_02-03_04_05.tar.zst', /container|lxc/],
+    ['backup.vma.zst', /--vmid and --time/],
+    ['vzdump-qemu-101-2026_01_02-03_04_05.vma.bz2', /bz2|compression/],
+    ['vzdump-qemu-101-2026_01_02-03_04_05.vma.dat', /./],
+  ])('rejects %s with a message naming the file', (file, re) => {
+    let msg = '';
+    try {
+      ingestTarget(file);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    expect(msg).toMatch(re);
+    expect(msg).toContain(file);
+  });
+
+  it('accepts other names with --vmid and --time, but only VMA extensions', () => {
+    expect(ingestTarget('nightly.vma.gz', { vmid: 120, timestamp: '2026_01_02-03_04_05' })).toMatchObject({ vmid: 120, vzdumpName: false });
+    expect(() => ingestTarget('nightly.tar.gz', { vmid: 120, timestamp: '2026_01_02-03_04_05' })).toThrow(/VMA/);
+    expect(() => ingestTarget('nightly.vma', { vmid: 120, timestamp: '2026-01-02' })).toThrow(/YYYY_MM_DD-HH_MM_SS/);
+  });
+});
+
+describeZfs('ingest and restore on a real pool', () => {
+  let tp: TestPool;
+  let store: BackupStore;
+  let work: string;
+
+  beforeAll(async () => {
+    tp = await createTestPool({ sizeBytes: 512 * 1024 * 1024 });
+    await tp.zfs.create(tp.root);
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vz-ingest-'));
+    store = new BackupStore(tp.zfs, tp.root, { lockDir: path.join(work, 'locks') });
+  });
+  afterAll(async () => {
+    await tp?.destroy();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  const day1: Guest = {
+    configs: [conf('memory: 2048')],
+    disks: [
+      { name: 'drive-scsi0', data: disk(20 * C + 3 * 4096 + 512, 1) },
+      { name: 'drive-efidisk0', data: disk(540672, 2) },
+    ],
+  };
+
+  it('stores a series: changed blocks, grown and shrunk disks, disks and configs added and removed', async () => {
+    const vmid = 101;
+    // day 2: some blocks changed, disk grown, firewall config added
+    const d2scsi = Buffer.concat([day1.disks[0]!.data, disk(3 * C, 5)]);
+    randomBytes(4096).copy(d2scsi, 4 * C);
+    d2scsi.fill(0, 9 * C, 9 * C + 8192);
+    const day2: Guest = {
+      configs: [conf('memory: 4096'), { name: 'qemu-server.fw', data: Buffer.from('[OPTIONS]\nenable: 1\n') }],
+      disks: [{ name: 'drive-scsi0', data: d2scsi }, day1.disks[1]!],
+    };
+    // day 3: efidisk removed, a new disk added, scsi0 shrunk, firewall config gone
+    const day3: Guest = {
+      configs: [conf('memory: 4096\nscsi1: local-zfs:vm-101-disk-2,size=1M')],
+      disks: [{ name: 'drive-scsi0', data: d2scsi.subarray(0, 12 * C) }, { name: 'drive-scsi1', data: disk(1 << 20, 9) }],
+    };
+    const exts: Array<[Guest, Compression, string]> = [
+      [day1, 'zst', 'vma.zst'],
+      [day2, 'lzo', 'vma.lzo'],
+      [day3, 'gz', 'vma.gz'],
+    ];
+    const stats = [];
+    for (const [i, [g, c, ext]] of exts.entries()) {
+      const p = await writeArchive(work, name(vmid, i + 1, ext), g, c);
+      const r = await ingestArchive(store, { archive: p, timeZone: 'UTC' });
+      expect(r.status).toBe('stored');
+      stats.push(r.stats!);
+    }
+    // day 2 wrote exactly the 4 KiB blocks that differ from day 1 (the grown part counts as zeros before)
+    expect(stats[1]!.blocksWritten).toBe(differingBlocks(day1.disks[0]!.data, d2scsi));
+    expect(stats[1]!.clustersUnchanged).toBeGreaterThan(15);
+
+    const list = await store.list(vmid);
+    expect(list.map((b) => b.timestamp)).toEqual(['2026_01_01-02_00_00', '2026_01_02-02_00_00', '2026_01_03-02_00_00']);
+    expect(list[0]!.archive).toBe(name(vmid, 1, 'vma.zst'));
+    expect(list[0]!.ctime).toBe(Date.UTC(2026, 0, 1, 2, 0, 0) / 1000);
+    expect(list[1]!.size).toBe(fs.statSync(path.join(work, name(vmid, 2, 'vma.lzo'))).size);
+
+    // every backup restores to exactly what went in, in every output compression
+    const outs: Array<[Compression, string]> = [
+      ['none', 'vma'],
+      ['zst', 'vma.zst'],
+      ['gz', 'vma.gz'],
+    ];
+    for (const [i, g] of [day1, day2, day3].entries()) {
+      const [c, ext] = outs[i]!;
+      const out = path.join(work, `restored-${i}.${ext}`);
+      await restoreBackup(store, { vmid, timestamp: list[i]!.timestamp, output: out, compression: c });
+      expectSameGuest(await readBack(out, c), g);
+      await verifyBackup(store, vmid, list[i]!.timestamp);
+    }
+    // removed files are gone from the live dataset
+    const live = fs.readdirSync(path.join(tp.mountRoot, path.basename(tp.root), String(vmid))).sort();
+    expect(live).toEqual(['disk-drive-scsi0.raw', 'disk-drive-scsi0.sha256', 'disk-drive-scsi1.raw', 'disk-drive-scsi1.sha256', 'qemu-server.conf', 'vzdump-zfs.json'].sort());
+  });
+
+  it('is idempotent: the same archive twice gives one backup', async () => {
+    const p = await writeArchive(work, name(102, 1), day1);
+    expect((await ingestArchive(store, { archive: p, timeZone: 'UTC' })).status).toBe('stored');
+    const again = await ingestArchive(store, { archive: p, timeZone: 'UTC' });
+    expect(again.status).toBe('already-stored');
+    expect(await store.list(102)).toHaveLength(1);
+  });
+
+  it('keeps .log, notes and protection from the side files', async () => {
+    const p = await writeArchive(work, name(103, 1), day1);
+    fs.writeFileSync(path.join(work, name(103, 1).replace('.vma.zst', '.log')), '2026-01-01 02:00:00 INFO: Starting Backup of VM 103 (qemu)\n');
+    fs.writeFileSync(`${p}.notes`, 'before the upgrade\nsecond line ü\n');
+    fs.writeFileSync(`${p}.protected`, '');
+    const r = await ingestArchive(store, { archive: p, timeZone: 'UTC' });
+    expect(r.backup.notes).toBe('before the upgrade\nsecond line ü');
+    expect(r.backup.protected).toBe(true);
+    const view = await store.openSnapshot(103, r.backup.timestamp);
+    try {
+      expect(fs.readFileSync(path.join(view.dir, 'vzdump.log'), 'utf8')).toContain('Starting Backup of VM 103');
+    } finally {
+      await view.release();
+    }
+  });
+
+  async function liveImage(vmid: number, dev: string): Promise<Buffer> {
+    return fs.readFileSync(path.join(tp.mountRoot, path.basename(tp.root), String(vmid), diskImageName(dev)));
+  }
+
+  it('rolls back to the last backup when an archive is corrupt halfway', async () => {
+    const vmid = 104;
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1, 'vma'), day1, 'none'), timeZone: 'UTC' });
+    const changed: Guest = { configs: [conf('memory: 1')], disks: [{ name: 'drive-scsi0', data: disk(day1.disks[0]!.data.length, 77) }, day1.disks[1]!] };
+    const p = await writeArchive(work, name(vmid, 2, 'vma'), changed, 'none');
+    const bytes = fs.readFileSync(p);
+    // break the MD5 of the last extent header, after many clusters were already applied
+    const lastExtent = bytes.lastIndexOf(Buffer.from('VMAE'));
+    bytes[lastExtent + 30]! ^= 0xff;
+    fs.writeFileSync(p, bytes);
+    await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toMatchObject({ code: 'VZ_ERR_VMA_FORMAT' });
+    expect((await store.list(vmid)).map((b) => b.timestamp)).toEqual(['2026_01_01-02_00_00']);
+    expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+    expect((await tp.zfs.get(store.guestDataset(vmid), ['vzdump-zfs:dirty']))['vzdump-zfs:dirty']).toBe('-');
+  });
+
+  it('rolls back when a compressed archive is truncated', async () => {
+    const vmid = 105;
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
+    const p = await writeArchive(work, name(vmid, 2), { ...day1, disks: [{ name: 'drive-scsi0', data: disk(day1.disks[0]!.data.length, 55) }, day1.disks[1]!] });
+    fs.truncateSync(p, Math.floor(fs.statSync(p).size * 0.7));
+    await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toThrow(new RegExp(name(vmid, 2).replace(/\./g, '\\.')));
+    expect(await store.list(vmid)).toHaveLength(1);
+    expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+  });
+
+  it('destroys the guest dataset when the first ingest of a guest fails', async () => {
+    const p = await writeArchive(work, name(106, 1, 'vma'), day1, 'none');
+    fs.truncateSync(p, fs.statSync(p).size - 4096);
+    await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toMatchObject({ code: 'VZ_ERR_VMA_FORMAT' });
+    expect(await tp.zfs.exists(store.guestDataset(106))).toBe(false);
+  });
+
+  it('refuses a second ingest of the same guest while one runs, but not of another guest', async () => {
+    const b = await writeArchive(work, name(107, 2, 'vma'), day1, 'none');
+    const other = await writeArchive(work, name(108, 1, 'vma'), day1, 'none');
+    const running = await store.beginWrite(107); // what a running ingest holds
+    try {
+      await expect(ingestArchive(store, { archive: b, timeZone: 'UTC' })).rejects.toMatchObject({ code: 'VZ_ERR_LOCKED' });
+      await expect(ingestArchive(store, { archive: other, timeZone: 'UTC' })).resolves.toMatchObject({ status: 'stored' });
+    } finally {
+      await running.abort();
+    }
+    await expect(ingestArchive(store, { archive: b, timeZone: 'UTC' })).resolves.toMatchObject({ status: 'stored' });
+  });
+
+  it('cleans up after a killed ingest on the next run', async () => {
+    const vmid = 109;
+    const cli = path.join(__dirname, '..', '..', 'bin', 'vzdump-zfs');
+    expect(fs.existsSync(path.join(__dirname, '..', '..', 'dist', 'cli.js'))).toBe(true);
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
+    const big: Guest = { configs: [conf('memory: 3')], disks: [{ name: 'drive-scsi0', data: disk(64 << 20, 11) }] };
+    const p = await writeArchive(work, name(vmid, 2, 'vma'), big, 'none');
+    const child = spawn(process.execPath, [cli, 'ingest', p, '--dataset', tp.root, '--tz', 'UTC'], {
+      env: { ...process.env, VZDUMP_ZFS_CONFIG: path.join(work, 'cfg.yaml') },
+      stdio: 'ignore',
+    });
+    fs.writeFileSync(path.join(work, 'cfg.yaml'), `store:\n  lockDir: ${path.join(work, 'locks')}\n`);
+    // kill it once it has marked the dataset dirty and started writing
+    const ds = store.guestDataset(vmid);
+    for (let i = 0; i < 200; i++) {
+      const dirty = (await tp.zfs.get(ds, ['vzdump-zfs:dirty']))['vzdump-zfs:dirty'];
+      if (dirty !== '-') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // the next ingest recovers: the guest is back at day 1, then day 3 is stored on top
+    const day3 = await writeArchive(work, name(vmid, 3), day1);
+    const r = await ingestArchive(store, { archive: day3, timeZone: 'UTC' });
+    expect(r.status).toBe('stored');
+    expect((await store.list(vmid)).map((b) => b.timestamp)).toEqual(['2026_01_01-02_00_00', '2026_01_03-02_00_00']);
+    expect(r.stats!.clustersUnchanged).toBe(r.stats!.clusters);
+    expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+  });
+
+  it('verify detects a disk block that no longer matches its digest', async () => {
+    const vmid = 110;
+    const r = await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
+    const clone = `${tp.pool}/verifyclone`;
+    await tp.zfs.clone(r.backup.snapshot, clone);
+    const dir = path.join(tp.mountRoot, 'verifyclone');
+    try {
+      await expect(verifyBackupDir(dir, 'clone')).resolves.toMatchObject({ disks: 2, configs: 1 });
+      const img = path.join(dir, diskImageName('drive-scsi0'));
+      const fd = fs.openSync(img, 'r+');
+      fs.writeSync(fd, Buffer.from([0x42]), 0, 1, 7 * C + 100);
+      fs.closeSync(fd);
+      await expect(verifyBackupDir(dir, 'clone')).rejects.toThrow(/cluster 7 /);
+    } finally {
+      await tp.zfs.unmount(clone).catch(() => undefined);
+      await tp.zfs.destroy(clone);
+    }
+  });
+
+  it('restore refuses an existing output file and an unknown backup, creating nothing', async () => {
+    const vmid = 111;
+    const r = await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
+    const out = path.join(work, 'exists.vma');
+    fs.writeFileSync(out, 'keep me');
+    await expect(restoreBackup(store, { vmid, timestamp: r.backup.timestamp, output: out, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_IO' });
+    expect(fs.readFileSync(out, 'utf8')).toBe('keep me');
+    const missing = path.join(work, 'missing.vma');
+    await expect(restoreBackup(store, { vmid, timestamp: '2020_01_01-00_00_00', output: missing, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_NOT_FOUND' });
+    expect(fs.existsSync(missing)).toBe(false);
+  });
+});

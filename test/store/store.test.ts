@@ -4,7 +4,8 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
-import { ConflictError, LockedError, NotFoundError, UsageError } from '../../src/errors';
+import { ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
+import { Zfs } from '../../src/store/zfs';
 import { BackupStore, TMP_DATASET, decodePropValue, encodePropValue } from '../../src/store/store';
 import { describeZfs, withTestPool } from '../helpers/zpool';
 
@@ -323,6 +324,23 @@ describeZfs('BackupStore', () => {
     expect(w.latest).toBeUndefined();
     expect(await readFile(join(w.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 3));
     await w.abort();
+  });
+
+  test('where `zfs snapshot -o` is refused, commit snapshots first and sets the properties after', async () => {
+    class NoDashO extends Zfs {
+      override async snapshot(snap: string, p: Record<string, string> = {}): Promise<void> {
+        if (Object.keys(p).length > 0) {
+          throw new ZfsCommandError(`zfs snapshot '${snap}' failed: invalid option 'o'`, ['zfs', 'snapshot'], 2, "invalid option 'o'");
+        }
+        return super.snapshot(snap);
+      }
+    }
+    const s2 = new BackupStore(new NoDashO(), tp().root, { lockDir });
+    const w = await s2.beginWrite(107);
+    await writeFile(join(w.dir, 'f'), 'x');
+    const info = await w.commit(TS1, props('c.vma', { notes: 'n ✓' }));
+    expect(info).toMatchObject({ archive: 'c.vma', notes: 'n ✓', format: '1' });
+    expect(await store.get(107, TS1)).toEqual(info);
   });
 
   test('bad input is refused before touching zfs', async () => {

@@ -5,6 +5,39 @@ import { ZfsCommandError } from '../../src/errors';
 import { Zfs } from '../../src/store/zfs';
 import { describeZfs, withTestPool } from '../helpers/zpool';
 
+describe('retryBusy', () => {
+  const busy = () => new ZfsCommandError("zfs destroy 'p/x' failed: dataset is busy", ['zfs', 'destroy', 'p/x'], 1, "cannot destroy 'p/x': dataset is busy");
+
+  test('retries "busy" until it succeeds, running the in-between step', async () => {
+    const z = new Zfs({ busyRetryMs: 3000 });
+    let calls = 0;
+    let between = 0;
+    const r = await z.retryBusy(
+      async () => {
+        if (++calls < 3) throw busy();
+        return 'ok';
+      },
+      async () => {
+        between++;
+      },
+    );
+    expect(r).toBe('ok');
+    expect(calls).toBe(3);
+    expect(between).toBe(2);
+  });
+
+  test('other errors are not retried; busy gives up after the deadline', async () => {
+    const z = new Zfs({ busyRetryMs: 300 });
+    let calls = 0;
+    const other = new ZfsCommandError('x', [], 1, 'dataset does not exist');
+    await expect(z.retryBusy(async () => (calls++, Promise.reject(other)))).rejects.toBe(other);
+    expect(calls).toBe(1);
+    const t0 = Date.now();
+    await expect(z.retryBusy(() => Promise.reject(busy()))).rejects.toThrow(/busy/);
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+});
+
 describeZfs('Zfs wrapper', () => {
   const tp = withTestPool();
 

@@ -1,2 +1,71 @@
-/** `npm run bench` entry (placeholder). */
-console.log('no benchmarks yet');
+/**
+ * `npm run bench` entry (tsup -> dist/bench.js): `node dist/bench.js [codec|store|all] [--size 1G]`.
+ *
+ * Owns argument handling, the machine-facts header line and running the chosen sections in
+ * order; each section (src/bench/<name>.ts) generates its data, measures and prints its own table.
+ * A section is wired in by one entry in SECTIONS. Options: `--size <n>[K|M|G|T]` (or env
+ * VZBENCH_SIZE) sets the generated data size, `--tmpdir <dir>` (or env VZBENCH_TMPDIR, default
+ * /var/tmp) where temp files go; it must be a real disk, not tmpfs. Exit code 2 on bad
+ * arguments, 1 when a section fails.
+ */
+import * as path from 'node:path';
+import { runCodecBench } from '../bench/codec';
+import { machineLine, parseSize, type BenchOptions } from '../bench/measure';
+
+/** Benchmark sections, run in this order by `all`. */
+const SECTIONS: Record<string, (opts: BenchOptions) => Promise<void>> = {
+  codec: runCodecBench,
+};
+
+const USAGE = `usage: node dist/bench.js [${[...Object.keys(SECTIONS), 'all'].join('|')}] [--size <n>[K|M|G]] [--tmpdir <dir>]`;
+
+function usage(message: string): never {
+  process.stderr.write(`bench: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let section = 'all';
+  let sizeArg = process.env.VZBENCH_SIZE;
+  let tmpRoot = process.env.VZBENCH_TMPDIR || '/var/tmp';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--size' || a === '--tmpdir') {
+      const v = argv[++i];
+      if (v === undefined) usage(`option '${a}' needs a value`);
+      if (a === '--size') sizeArg = v;
+      else tmpRoot = v;
+    } else if (a.startsWith('--size=')) sizeArg = a.slice('--size='.length);
+    else if (a.startsWith('--tmpdir=')) tmpRoot = a.slice('--tmpdir='.length);
+    else if (a === '-h' || a === '--help') {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    } else if (a === 'all' || a in SECTIONS) section = a;
+    else usage(`unknown argument '${a}'`);
+  }
+  let size: number | undefined;
+  if (sizeArg !== undefined && sizeArg !== '') {
+    size = parseSize(sizeArg);
+    if (size === undefined) usage(`invalid size '${sizeArg}' - expected e.g. 4G, 512M or a byte count`);
+  }
+  const opts: BenchOptions = { size, tmpRoot, cli: [process.execPath, path.join(__dirname, '..', 'bin', 'vzdump-zfs')] };
+  const run = section === 'all' ? Object.keys(SECTIONS) : [section];
+
+  process.stdout.write(`${machineLine()}\n`);
+  for (const name of run) {
+    process.stdout.write('\n');
+    try {
+      await SECTIONS[name]!(opts);
+    } catch (err) {
+      process.stderr.write(`bench: section '${name}' failed: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,377 @@
+/**
+ * The VMA codec benchmark (`npm run bench codec`): generates a raw disk image with realistic
+ * content, then times the real CLI (`vzdump-zfs vma create|verify|extract` as child processes)
+ * next to the floors measured in the same run (`cat`, `zstd -c`, `zstd -dc`) and prints one table
+ * with GB/s, the ratio to the floor, peak RSS and the verdicts on the codec's targets.
+ *
+ * Owns the image generator and the choice of measurements; process timing is ./measure.ts's,
+ * layout ./table.ts's. Guarantees: every file lives in one temp dir under `opts.tmpRoot` (a real
+ * disk), removed at the end, on failure and on SIGINT/SIGTERM; each measurement runs twice and
+ * the second (page-cache warm) run is reported; the first `.vma` extract is checked byte for byte
+ * against the images (`cmp`), so the numbers are for a correct round trip. Speed targets live
+ * here only, never in tests.
+ */
+import { spawnSync } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { IntegrityError } from '../errors';
+import { measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement } from './measure';
+import { fixed, gbPerSecond, percent, printTable } from './table';
+
+const CLUSTER = 65536;
+const BLOCK = 4096;
+const DEFAULT_SIZE = 4 * 2 ** 30;
+/** PVE's EFI vars disk: 528 KiB, not a whole number of clusters (exercises the partial last cluster) */
+const EFI_SIZE = 540672;
+const RANDOM_POOL = 64 * 2 ** 20;
+const TEXT_POOL = 8 * 2 ** 20;
+const BATCH = 64 * CLUSTER;
+
+/** Targets from the issue (reader = `vma verify`, the read path with no disk writes). */
+const TARGET_FLOOR_RATIO = 0.9;
+const TARGET_GBPS = 1.5;
+const TARGET_RSS = 150e6;
+
+// ---------------------------------------------------------------------------------------------
+// image generation
+
+/** xorshift32: fast, deterministic, good enough to pick cluster kinds and pool offsets. */
+class Rng {
+  constructor(private s: number) {}
+  next(): number {
+    let x = this.s;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.s = x >>> 0;
+    return this.s;
+  }
+  /** uniform in [0, 1) */
+  float(): number {
+    return this.next() / 2 ** 32;
+  }
+  below(n: number): number {
+    return Math.floor(this.float() * n);
+  }
+}
+
+const WORDS = ['kernel', 'systemd', 'sshd', 'cron', 'eth0', 'link', 'up', 'down', 'session', 'opened', 'closed', 'for', 'user', 'root', 'www-data',
+  'GET', 'POST', '/api/v1/items', '/index.html', 'HTTP/1.1', '200', '404', 'connection', 'from', 'port', 'started', 'finished', 'job', 'disk', 'sda1'];
+
+/** Log-like text (compressible, not trivially repetitive): syslog lines with varying numbers. */
+function textPool(rng: Rng): Buffer {
+  const parts: string[] = [];
+  let len = 0;
+  let t = 1763780000;
+  while (len < TEXT_POOL) {
+    t += rng.below(5);
+    const n = 4 + rng.below(8);
+    let msg = '';
+    for (let i = 0; i < n; i++) msg += WORDS[rng.below(WORDS.length)] + ' ';
+    const line = `${new Date(t * 1000).toISOString()} pve-guest ${WORDS[rng.below(4)]}[${1000 + rng.below(30000)}]: ${msg}id=${rng.next().toString(16)}\n`;
+    parts.push(line);
+    len += line.length;
+  }
+  return Buffer.from(parts.join('')).subarray(0, TEXT_POOL);
+}
+
+/** What the generator put into an image, in clusters / blocks. */
+export interface ImageMix {
+  zeroClusters: number;
+  textClusters: number;
+  randomClusters: number;
+  mixedClusters: number;
+  /** all-zero 4 KiB blocks inside clusters that are not all zero */
+  zeroBlocksInData: number;
+  dataBlocks: number;
+}
+
+interface Pools {
+  random: Buffer;
+  text: Buffer;
+}
+
+/**
+ * Fills one cluster of `buf` at `off` (length `len`); returns its kind. Mix: 40 % zero clusters,
+ * 20 % text, 30 % random, 10 % mixed (each 4 KiB block zero with p = 0.6, else text or random),
+ * which makes about 10 % of the blocks of data clusters zero.
+ */
+function fillCluster(buf: Buffer, off: number, len: number, rng: Rng, pools: Pools, mix: ImageMix): void {
+  const r = rng.float();
+  if (r < 0.4) {
+    buf.fill(0, off, off + len);
+    mix.zeroClusters++;
+    return;
+  }
+  if (r < 0.9) {
+    const pool = r < 0.6 ? pools.text : pools.random;
+    const src = rng.below(pool.length - len);
+    pool.copy(buf, off, src, src + len);
+    if (r < 0.6) mix.textClusters++;
+    else mix.randomClusters++;
+    mix.dataBlocks += Math.ceil(len / BLOCK);
+    return;
+  }
+  mix.mixedClusters++;
+  for (let b = 0; b < len; b += BLOCK) {
+    const n = Math.min(BLOCK, len - b);
+    mix.dataBlocks++;
+    if (rng.float() < 0.6) {
+      buf.fill(0, off + b, off + b + n);
+      mix.zeroBlocksInData++;
+    } else {
+      const pool = rng.float() < 0.5 ? pools.text : pools.random;
+      const src = rng.below(pool.length - n);
+      pool.copy(buf, off + b, src, src + n);
+    }
+  }
+}
+
+/** Writes a sparse raw image of `size` bytes (zero clusters are holes, as on a dir storage). */
+async function writeImage(file: string, size: number, rng: Rng, pools: Pools, mix: ImageMix): Promise<void> {
+  const fh = await fs.promises.open(file, 'wx');
+  try {
+    await fh.truncate(size);
+    const buf = Buffer.allocUnsafe(BATCH);
+    for (let pos = 0; pos < size; pos += BATCH) {
+      const n = Math.min(BATCH, size - pos);
+      const zero: boolean[] = [];
+      for (let off = 0; off < n; off += CLUSTER) {
+        const before = mix.zeroClusters;
+        fillCluster(buf, off, Math.min(CLUSTER, n - off), rng, pools, mix);
+        zero.push(mix.zeroClusters !== before);
+      }
+      // write each run of non-zero clusters with one call
+      for (let i = 0; i < zero.length; ) {
+        if (zero[i]) {
+          i++;
+          continue;
+        }
+        let j = i;
+        while (j < zero.length && !zero[j]) j++;
+        const start = i * CLUSTER;
+        const end = Math.min(n, j * CLUSTER);
+        let done = 0;
+        while (done < end - start) done += (await fh.write(buf, start + done, end - start - done, pos + start + done)).bytesWritten;
+        i = j;
+      }
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+const CONFIG = `boot: order=scsi0
+cores: 2
+efidisk0: local-zfs:vm-100-disk-1,efitype=4m,size=528K
+machine: q35
+memory: 4096
+name: bench-guest
+net0: virtio=BC:24:11:00:00:01,bridge=vmbr0
+ostype: l26
+scsi0: local-zfs:vm-100-disk-0,size=SIZE
+scsihw: virtio-scsi-single
+smbios1: uuid=6f9619ff-8b86-4011-b42d-00cf4fc964ff
+`;
+
+// ---------------------------------------------------------------------------------------------
+// the benchmark
+
+interface Row {
+  what: string;
+  bytes: number;
+  m: Measurement;
+  /** the floor row this one is compared with */
+  floor?: Row;
+  /** verify rows: judged against the floor ratio (and GB/s for the uncompressed one) */
+  reader?: 'vma' | 'zst';
+  /** a vzdump-zfs process (judged on peak RSS) */
+  cli?: boolean;
+}
+
+const GiB = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+function log(msg: string): void {
+  process.stderr.write(`codec bench: ${msg}\n`);
+}
+
+function rmrf(p: string): void {
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
+function cmpFiles(a: string, b: string): void {
+  const r = spawnSync('cmp', ['--', a, b], { encoding: 'utf8' });
+  if (r.status !== 0) throw new IntegrityError(`'${b}': differs from '${a}' - ${(r.stdout + r.stderr).trim() || `cmp exit ${r.status}`}`, b);
+}
+
+/** Runs the codec benchmark and prints its table. */
+export async function runCodecBench(opts: BenchOptions): Promise<void> {
+  const size = Math.ceil((opts.size ?? DEFAULT_SIZE) / 512) * 512;
+  const dir = fs.mkdtempSync(path.join(opts.tmpRoot, 'vzdump-zfs-bench-'));
+  const onSignal = (sig: NodeJS.Signals) => {
+    rmrf(dir);
+    process.kill(process.pid, sig);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await bench(dir, size, opts);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    rmrf(dir);
+  }
+}
+
+async function bench(dir: string, size: number, opts: BenchOptions): Promise<void> {
+  const f = (name: string) => path.join(dir, name);
+  const image = f('vm-100-disk-0.raw');
+  const efi = f('vm-100-disk-1.raw');
+  const conf = f('qemu-server.conf');
+  const vma = f('vzdump-qemu-100-2026_11_22-04_00_00.vma');
+  const zst = f('vzdump-qemu-100-2026_11_22-04_00_00.vma.zst');
+  const out = f('create-out.vma');
+  const xdir = f('extracted');
+
+  // ---- generate ----
+  let t0 = Date.now();
+  const rng = new Rng(0x9e3779b9);
+  const pools: Pools = { random: crypto.randomBytes(RANDOM_POOL), text: textPool(rng) };
+  const mix: ImageMix = { zeroClusters: 0, textClusters: 0, randomClusters: 0, mixedClusters: 0, zeroBlocksInData: 0, dataBlocks: 0 };
+  await writeImage(image, size, rng, pools, mix);
+  await writeImage(efi, EFI_SIZE, rng, pools, mix);
+  fs.writeFileSync(conf, CONFIG.replace('SIZE', `${size / 2 ** 30}G`));
+  syncDisks();
+  const imageBytes = size + EFI_SIZE;
+  const clusters = mix.zeroClusters + mix.textClusters + mix.randomClusters + mix.mixedClusters;
+  const pct = (n: number, of: number) => `${Math.round((n * 100) / of)} %`;
+  log(`generated ${GiB(imageBytes)} of images in ${((Date.now() - t0) / 1000).toFixed(1)} s in ${dir}`);
+
+  const cli = (...args: string[]) => [...opts.cli, 'vma', ...args];
+  const createArgs = (output: string) =>
+    cli('create', output, '-c', conf, '-d', `format=raw:drive-scsi0=${image}`, '-d', `format=raw:drive-efidisk0=${efi}`);
+  /** Removes an output of the previous run and flushes, so each run starts alike. */
+  const fresh = (p: string) => {
+    rmrf(p);
+    syncDisks();
+  };
+  const timed = async (what: string, fn: () => Promise<Measurement>): Promise<Measurement> => {
+    log(`${what} (2 runs)`);
+    syncDisks();
+    return warmRun(fn, syncDisks);
+  };
+
+  // ---- writer: floors and vma create ----
+  t0 = Date.now();
+  const rows: Row[] = [];
+  const catImage: Row = { what: 'floor: cat images > /dev/null', bytes: imageBytes, m: await timed('cat images', () => measureCommand(['cat', image, efi])) };
+  rows.push(catImage);
+  rows.push({ what: 'vma create - (stdout > /dev/null)', bytes: imageBytes, floor: catImage, cli: true, m: await timed('vma create -', () => measureCommand(createArgs('-'))) });
+  rows.push({ what: 'vma create .vma (file, fsync)', bytes: imageBytes, floor: catImage, cli: true, m: await timed('vma create .vma', () => {
+      fresh(out);
+      return measureCommand(createArgs(out));
+    }) });
+  fs.renameSync(out, vma); // the last run's output is the archive the reader rows use
+  const zstImage: Row = {
+    what: 'floor: zstd -c images | cat > /dev/null',
+    bytes: imageBytes,
+    m: await timed('zstd -c images', () => measurePipeline(['zstd', '-q', '-c', '--threads=1', image, efi], ['cat'])),
+  };
+  rows.push(zstImage);
+  const zout = f('create-out.vma.zst');
+  const zstCreate = await timed('vma create .vma.zst', () => {
+      fresh(zout);
+      return measureCommand(createArgs(zout));
+    });
+  fs.renameSync(zout, zst);
+  rows.push({ what: 'vma create .vma.zst (file, fsync)', bytes: imageBytes, floor: zstImage, cli: true, m: zstCreate });
+  const vmaBytes = fs.statSync(vma).size;
+  const zstBytes = fs.statSync(zst).size;
+
+  // ---- reader: floors, verify (reads and discards) and extract (writes a sparse image) ----
+  const catVma: Row = { what: 'floor: cat .vma > /dev/null', bytes: vmaBytes, m: await timed('cat .vma', () => measureCommand(['cat', vma])) };
+  rows.push(catVma);
+  rows.push({ what: 'vma verify .vma (read, no writes)', bytes: vmaBytes, floor: catVma, reader: 'vma', cli: true, m: await timed('vma verify .vma', () => measureCommand(cli('verify', vma))) });
+  let checked = false;
+  const extractVma = await timed('vma extract .vma', async () => {
+    fresh(xdir);
+    const m = await measureCommand(cli('extract', vma, xdir));
+    if (!checked) {
+      // once, untimed: the round trip image -> create -> extract must be exact
+      cmpFiles(image, path.join(xdir, 'disk-drive-scsi0.raw'));
+      cmpFiles(efi, path.join(xdir, 'disk-drive-efidisk0.raw'));
+      checked = true;
+    }
+    return m;
+  });
+  rows.push({ what: 'vma extract .vma (to a dir, same disk)', bytes: vmaBytes, floor: catVma, cli: true, m: extractVma });
+  const zstdDc: Row = {
+    what: 'floor: zstd -dc .vma.zst | cat > /dev/null',
+    bytes: vmaBytes,
+    m: await timed('zstd -dc .vma.zst', () => measurePipeline(['zstd', '-q', '-d', '-c', zst], ['cat'])),
+  };
+  rows.push(zstdDc);
+  rows.push({ what: 'vma verify .vma.zst (read, no writes)', bytes: vmaBytes, floor: zstdDc, reader: 'zst', cli: true, m: await timed('vma verify .vma.zst', () => measureCommand(cli('verify', zst))) });
+  rows.push({
+    what: 'vma extract .vma.zst (to a dir, same disk)',
+    bytes: vmaBytes,
+    floor: zstdDc,
+    cli: true,
+    m: await timed('vma extract .vma.zst', () => {
+      fresh(xdir);
+      return measureCommand(cli('extract', zst, xdir));
+    }),
+  });
+  fresh(xdir);
+  log(`measured in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  // ---- table ----
+  const verdicts: string[] = [];
+  const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
+  const tableRows = rows.map((r) => {
+    const gbps = gbPerSecond(r.bytes, r.m.seconds);
+    const ratio = r.floor ? gbps / gbPerSecond(r.floor.bytes, r.floor.m.seconds) : undefined;
+    const notes: string[] = [];
+    if (r.reader && ratio !== undefined) {
+      const ok = ratio >= TARGET_FLOOR_RATIO;
+      notes.push(`floor ${verdict(ok)}`);
+      verdicts.push(`reader ${r.reader === 'vma' ? '.vma' : '.vma.zst'} >= ${TARGET_FLOOR_RATIO * 100} % of its floor: ${verdict(ok)} (${percent(ratio)})`);
+    }
+    if (r.reader === 'vma') {
+      const ok = gbps >= TARGET_GBPS;
+      notes.push(`${TARGET_GBPS} GB/s ${verdict(ok)}`);
+      verdicts.push(`reader .vma >= ${TARGET_GBPS} GB/s: ${verdict(ok)} (${fixed(gbps, 2)} GB/s)`);
+    }
+    if (r.cli) notes.push(`RSS ${verdict(r.m.peakRss < TARGET_RSS)}`);
+    return [r.what, fixed(r.bytes / 1e9, 2), fixed(r.m.seconds, 2), fixed(gbps, 2), percent(ratio), fixed(r.m.peakRss / 1e6, 0), notes.join(', ')];
+  });
+  const maxRss = Math.max(...rows.filter((r) => r.cli).map((r) => r.m.peakRss));
+  verdicts.push(`peak RSS < ${TARGET_RSS / 1e6} MB in every vzdump-zfs run: ${verdict(maxRss < TARGET_RSS)} (max ${fixed(maxRss / 1e6, 0)} MB)`);
+
+  printTable({
+    title:
+      `VMA codec: images ${GiB(imageBytes)} (drive-scsi0 ${GiB(size)} + drive-efidisk0 ${EFI_SIZE} B; ` +
+      `${pct(mix.zeroClusters, clusters)} zero, ${pct(mix.textClusters, clusters)} text, ${pct(mix.randomClusters, clusters)} random, ` +
+      `${pct(mix.mixedClusters, clusters)} mixed clusters; ${pct(mix.zeroBlocksInData, mix.dataBlocks)} of data-cluster blocks zero), ` +
+      `.vma ${GiB(vmaBytes)}, .vma.zst ${GiB(zstBytes)}`,
+    columns: [
+      { title: 'operation' },
+      { title: 'GB', align: 'right' },
+      { title: 'wall s', align: 'right' },
+      { title: 'GB/s', align: 'right' },
+      { title: 'vs floor', align: 'right' },
+      { title: 'peak RSS MB', align: 'right' },
+      { title: 'targets' },
+    ],
+    rows: tableRows,
+    footer: [
+      'GB and GB/s are decimal (1e9): image bytes for create rows, uncompressed .vma bytes for the others; "vs floor" = GB/s / the floor\'s GB/s.',
+      'Each row is the second of two runs (page cache warm; the cache cannot be dropped reliably here); `sync` runs between measurements.',
+      'vma verify = the reader path with no disk writes (reads, validates and discards every cluster): the "extract to /dev/null" of the spec.',
+      'vma runs are `node bin/vzdump-zfs vma ...` child processes; peak RSS is GNU time %M (largest single process, e.g. node, not node+zstd).',
+      'create rows fsync their output file; the image is sparse (zero clusters are holes); the first .vma extract was compared with the images by cmp: identical.',
+      ...verdicts.map((v) => `target: ${v}`),
+    ],
+  });
+}

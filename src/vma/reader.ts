@@ -24,8 +24,9 @@
  * Does not guarantee data integrity: VMA has no data checksum (§1, §8.7). A device named
  * `vmstate` is read as an ordinary device (its clusters are not required to be in order); the
  * callers decide what to do with it. Cluster `blocks` are views of input chunks or of a buffer
- * allocated for that one extent or cluster, never of a reused buffer, so they stay valid; this relies on the
- * input not reusing a chunk after yielding it (true for Node streams).
+ * allocated for that one extent or cluster, never of a reused buffer, so they stay valid after
+ * later records; this relies on the input not reusing a chunk after yielding it (true for Node
+ * streams).
  */
 import { VmaFormatError } from '../errors';
 import { ClusterSet } from './clusters';

@@ -24,7 +24,7 @@
  * Does not guarantee data integrity: VMA has no data checksum (§1, §8.7). A device named
  * `vmstate` is read as an ordinary device (its clusters are not required to be in order); the
  * callers decide what to do with it. Cluster `blocks` are views of input chunks or of a buffer
- * allocated for that one extent or cluster, never of a reused buffer, so they stay valid after
+ * allocated for that one cluster, never of a reused buffer, so they stay valid after
  * later records; this relies on the input not reusing a chunk after yielding it (true for Node
  * streams).
  */
@@ -66,6 +66,15 @@ class ByteQueue {
     this.length += b.length;
   }
 
+  /** Puts back a piece taken with shiftChunk (it becomes the first chunk again). */
+  pushFront(b: Buffer): void {
+    if (b.length === 0) return;
+    if (this.head > 0) this.chunks[--this.head] = b;
+    else this.chunks.unshift(b);
+    this.headOff = 0;
+    this.length += b.length;
+  }
+
   private dropHead(): void {
     this.head++;
     this.headOff = 0;
@@ -100,6 +109,16 @@ class ByteQueue {
       if (this.headOff === c.length) this.dropHead();
     }
     this.length -= n;
+    return out;
+  }
+
+  /** Removes and returns the rest of the first chunk (a view), or undefined when empty. */
+  shiftChunk(): Buffer | undefined {
+    if (this.length === 0) return undefined;
+    const c = this.chunks[this.head];
+    const out = this.headOff === 0 ? c : c.subarray(this.headOff);
+    this.length -= out.length;
+    this.dropHead();
     return out;
   }
 
@@ -234,36 +253,55 @@ export async function* readVma(
         }
         slots.push({ state, cluster: e.cluster, mask: e.mask });
       }
+      // ---- the extent's data: cut it into the clusters' blocks while the input produces it ----
+      // A cluster lying inside one input chunk becomes a view of that chunk (no copy); one that
+      // spans chunks is copied into a buffer of its own (at most 64 KiB) as its pieces arrive,
+      // so the copying overlaps the producer's next read (a Readable refills when we take a chunk).
       const bodyLen = eh.blockCount * BLOCK_SIZE;
-      let body: Buffer | undefined;
-      if (q.length < bodyLen) {
-        // Assemble the extent's data while the input produces it: each chunk is copied as soon as
-        // it arrives, so the copy overlaps the producer's next read (a Readable refills then).
-        body = Buffer.allocUnsafe(bodyLen);
-        let have = q.length;
-        q.take(have).copy(body, 0);
-        while (have < bodyLen) {
+      const blocks: Buffer[] = new Array(slots.length);
+      let cur = 0; // cluster being assembled
+      let curBuf: Buffer | undefined; // its own buffer, when it spans chunks
+      let curFill = 0;
+      let have = 0; // body bytes consumed so far
+      const lenOf = (s: { mask: number }): number => (s.mask === FULL_MASK ? CLUSTER_SIZE : popcount16(s.mask) * BLOCK_SIZE);
+      while (cur < slots.length && lenOf(slots[cur]) === 0) blocks[cur++] = EMPTY;
+      while (have < bodyLen) {
+        let piece = q.shiftChunk();
+        if (piece === undefined) {
           const r = ended ? undefined : await it.next();
           if (r === undefined || r.done) {
             ended = true;
             fail(`${at}: truncated, stream ends after ${have} of ${bodyLen} data bytes`, start, 'data');
           }
-          const chunk = toBuffer(r.value);
-          const k = Math.min(chunk.length, bodyLen - have);
-          chunk.copy(body, have, 0, k);
-          have += k;
-          if (k < chunk.length) q.push(chunk.subarray(k));
+          piece = toBuffer(r.value);
         }
+        while (piece.length > 0 && cur < slots.length) {
+          const len = lenOf(slots[cur]);
+          if (curBuf === undefined && piece.length >= len) {
+            blocks[cur] = piece.subarray(0, len);
+            piece = piece.subarray(len);
+            have += len;
+          } else {
+            curBuf ??= Buffer.allocUnsafe(len);
+            const k = Math.min(len - curFill, piece.length);
+            piece.copy(curBuf, curFill, 0, k);
+            piece = piece.subarray(k);
+            curFill += k;
+            have += k;
+            if (curFill < len) break;
+            blocks[cur] = curBuf;
+            curBuf = undefined;
+            curFill = 0;
+          }
+          cur++;
+          while (cur < slots.length && lenOf(slots[cur]) === 0) blocks[cur++] = EMPTY;
+        }
+        if (piece.length > 0) q.pushFront(piece);
       }
       pos = start + EXTENT_HEADER_SIZE + bodyLen;
-      // Each cluster's blocks: a view of the extent buffer, or, when the extent was already
-      // buffered, a view of the input chunk (a copy of at most 64 KiB if it spans two chunks).
-      let off = 0;
-      for (const s of slots) {
-        const len = s.mask === FULL_MASK ? CLUSTER_SIZE : popcount16(s.mask) * BLOCK_SIZE;
-        const blocks = body === undefined ? q.take(len) : body.subarray(off, off + len);
-        off += len;
-        yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks };
+      for (let i = 0; i < slots.length; i++) {
+        const s = slots[i];
+        yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks: blocks[i] };
       }
     }
 

@@ -441,6 +441,14 @@ describe('streaming behaviour', () => {
     expect(VzError.isVzError(e)).toBe(true);
   });
 
+  test('an extent lying inside one input chunk is not copied: blocks are views of that chunk', async () => {
+    const { archive } = await buildScenario(scenarios[4], 3);
+    const r = await readAll(feed(archive, 'whole'));
+    const withData = r.clusters.filter((c) => c.mask !== 0);
+    expect(withData.length).toBeGreaterThan(100);
+    expect(withData.every((c) => c.blocks.buffer === archive.buffer)).toBe(true);
+  });
+
   test('cluster blocks stay valid after later records are read (no shared buffer reuse)', async () => {
     const { archive, images } = await buildScenario(scenarios[4], 2);
     for (const mode of ['whole', 'odd'] as FeedMode[]) {

@@ -16,7 +16,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IntegrityError } from '../errors';
-import { measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement } from './measure';
+import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement } from './measure';
 import { fixed, gbPerSecond, percent, printTable } from './table';
 
 const CLUSTER = 65536;
@@ -316,7 +316,8 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
   };
   await measure('vma extract .vma.zst (to a dir, same disk)', vmaBytes, extractZst, { floor: zstdDc, cli: true });
   fresh(xdir);
-  log(`measured in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  const measured = `measured in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${loadLine()} at the end`;
+  log(measured);
 
   // ---- table ----
   const verdicts: string[] = [];
@@ -365,6 +366,7 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
       'vma runs are `node bin/vzdump-zfs vma ...` child processes (node start-up included: see the vma list row); peak RSS is GNU time %M (largest single process, e.g. node, not node+zstd).',
       'ref: zstd of the .vma stream itself, the real lower bound of create .vma.zst (GB/s counted in image bytes, like the create rows).',
       'create rows fsync their output file; the image is sparse (zero clusters are holes); the first .vma extract was compared with the images by cmp: identical.',
+      `${measured} (the bench itself keeps 1-2 processes busy; a higher load means other work competed).`,
       ...verdicts.map((v) => `target: ${v}`),
     ],
   });

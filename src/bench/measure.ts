@@ -96,14 +96,19 @@ export function syncDisks(): void {
   spawnSync('sync', [], { stdio: 'ignore' });
 }
 
-/** One line of machine facts: cpu model, cores, memory, node and zstd versions. */
+/** The 1, 5 and 15 minute load averages, e.g. 'load 0.52 0.31 0.20' (other work skews the numbers). */
+export function loadLine(): string {
+  return `load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`;
+}
+
+/** One line of machine facts: cpu model, cores, memory, node and zstd versions, current load. */
 export function machineLine(): string {
   const cpus = os.cpus();
   const model = cpus[0]?.model.trim() ?? 'unknown cpu';
   const zstd = spawnSync('zstd', ['--version'], { encoding: 'utf8' });
   const zv = /v(\d+\.\d+\.\d+)/.exec(zstd.stdout ?? '')?.[1] ?? 'not found';
   const mem = (os.totalmem() / 2 ** 30).toFixed(1);
-  return `machine: ${model}, ${cpus.length} cores, ${mem} GiB RAM, node ${process.version}, zstd ${zv}, ${os.type()} ${os.release()}`;
+  return `machine: ${model}, ${cpus.length} cores, ${mem} GiB RAM, node ${process.version}, zstd ${zv}, ${os.type()} ${os.release()}, ${loadLine()}`;
 }
 
 const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };

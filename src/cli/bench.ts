@@ -3,7 +3,8 @@
  *
  * Owns argument handling, the machine-facts header line and running the chosen sections in
  * order; each section (src/bench/<name>.ts) generates its data, measures and prints its own table.
- * A section is wired in by one entry in SECTIONS. Options: `--size <n>[K|M|G|T]` (or env
+ * A section is wired in by one entry in SECTIONS; `all` runs every wired one, and a failing section
+ * does not stop the others. Options: `--size <n>[K|M|G|T]` (or env
  * VZBENCH_SIZE) sets the generated data size, `--tmpdir <dir>` (or env VZBENCH_TMPDIR, default
  * /var/tmp) where temp files go; it must be a real disk, not tmpfs. Exit code 2 on bad
  * arguments, 1 when a section fails.
@@ -12,9 +13,15 @@ import * as path from 'node:path';
 import { runCodecBench } from '../bench/codec';
 import { machineLine, parseSize, type BenchOptions } from '../bench/measure';
 
-/** Benchmark sections, run in this order by `all`. */
-const SECTIONS: Record<string, (opts: BenchOptions) => Promise<void>> = {
+type Section = (opts: BenchOptions) => Promise<void>;
+
+/**
+ * Benchmark sections, run in this order by `all`; undefined = not part of this build. The store
+ * section is wired by this entry: `store: (o) => import('../bench/store').then((m) => m.runStoreBench(o)),`
+ */
+const SECTIONS: Record<string, Section | undefined> = {
   codec: runCodecBench,
+  store: undefined,
 };
 
 const USAGE = `usage: node dist/bench.js [${[...Object.keys(SECTIONS), 'all'].join('|')}] [--size <n>[K|M|G]] [--tmpdir <dir>]`;
@@ -49,19 +56,21 @@ export async function main(argv: string[]): Promise<number> {
     if (size === undefined) usage(`invalid size '${sizeArg}' - expected e.g. 4G, 512M or a byte count`);
   }
   const opts: BenchOptions = { size, tmpRoot, cli: [process.execPath, path.join(__dirname, '..', 'bin', 'vzdump-zfs')] };
-  const run = section === 'all' ? Object.keys(SECTIONS) : [section];
+  if (section !== 'all' && SECTIONS[section] === undefined) usage(`section '${section}' is not part of this build`);
+  const run = section === 'all' ? Object.keys(SECTIONS).filter((k) => SECTIONS[k] !== undefined) : [section];
 
   process.stdout.write(`${machineLine()}\n`);
+  let failed = 0;
   for (const name of run) {
     process.stdout.write('\n');
     try {
       await SECTIONS[name]!(opts);
     } catch (err) {
       process.stderr.write(`bench: section '${name}' failed: ${(err as Error).message}\n`);
-      return 1;
+      failed++;
     }
   }
-  return 0;
+  return failed > 0 ? 1 : 0;
 }
 
 if (require.main === module) {

@@ -9,7 +9,9 @@
  * stops reading its input early is an error, never a short read (a truncated .zst/.gz/.lzo fails);
  * when the consumer stops early (generator return/throw) or the AbortSignal fires, the child is
  * killed and reaped and no EPIPE escapes. Does not guarantee that the upstream input iterator is
- * closed at once after an early stop: it is closed when it next yields a chunk.
+ * closed at once after an early stop: it is closed when it next yields a chunk. A generator's
+ * return() only takes effect at its next yield, so to cancel a stage that is waiting for data
+ * (a stalled input) use the AbortSignal, which kills the child at once.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -234,15 +236,17 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
       wake = undefined;
     }
     const status = await exited;
-    await pump;
     signal?.throwIfAborted();
-    if (pumpError) throw pumpError;
+    if (pumpError) throw pumpError; // the input failed first (and the child was killed for it)
     if (status.err) throw missingBinary(status.err);
     const tail = stderrTail(stderr);
     if (status.code !== 0) {
+      // not awaiting the pump: it may be waiting on a slow input; the finally block stops it
       const how = status.sig ? `killed by signal ${status.sig}` : `exit ${status.code}`;
       throw new CompressionError(`${prefix(label)}${tool} failed (${how})${tail ? `: ${tail.replace(/\s*\n\s*/g, ' | ')}` : ''}`, argv, status.code, tail);
     }
+    await pump; // exit 0: the input must have been written whole
+    if (pumpError) throw pumpError;
     if (stdinClosedEarly) {
       throw new CompressionError(`${prefix(label)}${tool} stopped reading its input early${tail ? `: ${tail}` : ''}`, argv, status.code, tail);
     }

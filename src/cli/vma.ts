@@ -304,7 +304,7 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
       }
     }
   }
-  if (opts.verbose) process.stderr.write(summaryLine(stats));
+  if (opts.verbose) await out(summaryLine(stats));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -494,7 +494,7 @@ export function registerVmaCommands(program: Command): void {
     .description('extract configs and raw disk images (disk-<devname>.raw) into a new directory')
     .argument('<archive>')
     .argument('<dir>', 'target directory; must not exist')
-    .option('-v, --verbose', 'print a summary')
+    .option('-v, --verbose', 'print a summary after the DEVINFO lines')
     .option('-d, --drives <list>', 'extract only these devices (comma-separated device names)')
     .action(action(async (archive: string, dir: string, o: { verbose?: boolean; drives?: string }) => extractCommand(archive, dir, o)));
 

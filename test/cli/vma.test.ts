@@ -154,6 +154,20 @@ describe('create -> list/config/verify/extract round trip', () => {
     expect(fs.readFileSync(path.join(x, 'disk-drive-scsi0.raw')).equals(padTo(fs.readFileSync(f.a), round512(fs.statSync(f.a).size)))).toBe(true);
   });
 
+  test('extract -d extracts only the listed devices; -v adds the summary; an unknown device is not-found', () => {
+    const out = path.join(dir, 'rt.vma.zst');
+    const x = path.join(dir, 'x-only-virtio1');
+    const r = run(['extract', '-v', '-d', 'drive-virtio1', out, x]);
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString()).toMatch(new RegExp(`^DEVINFO ${x}/tmp-disk-drive-virtio1\\.raw 5120\ntotal bytes read \\d+, sparse bytes \\d+ \\(\\d+(\\.\\d+)?%\\)\\n$`));
+    expect(fs.readdirSync(x).sort()).toEqual(['disk-drive-virtio1.raw', 'qemu-server.conf', 'qemu-server.fw']);
+    expect(fs.readFileSync(path.join(x, 'disk-drive-virtio1.raw')).equals(padTo(fs.readFileSync(f.b), 5120))).toBe(true);
+    const bad = run(['extract', '-d', 'drive-ide9', out, path.join(dir, 'x-ide9')]);
+    expect(bad.code).toBe(30);
+    expect(bad.stderr).toMatch(/no device 'drive-ide9'/);
+    expect(fs.existsSync(path.join(dir, 'x-ide9'))).toBe(false);
+  });
+
   test('old positional syntax: devname=IMAGE and bare IMAGE (named disk<N>)', () => {
     const out = path.join(dir, 'old.vma.zst');
     const c = run(['create', out, '-c', f.conf, f.a, `drive-sata1=${f.b}`]);

@@ -93,16 +93,15 @@ interface Pools {
 }
 
 /**
- * Fills one cluster of `buf` at `off` (length `len`); returns its kind. Mix: 40 % zero clusters,
+ * Fills one cluster of `buf` at `off` (length `len`); true when it is all zero (a hole). Mix: 40 % zero clusters,
  * 20 % text, 30 % random, 10 % mixed (each 4 KiB block zero with p = 0.6, else text or random),
  * which makes about 10 % of the blocks of data clusters zero.
  */
-function fillCluster(buf: Buffer, off: number, len: number, rng: Rng, pools: Pools, mix: ImageMix): void {
+function fillCluster(buf: Buffer, off: number, len: number, rng: Rng, pools: Pools, mix: ImageMix): boolean {
   const r = rng.float();
   if (r < 0.4) {
-    buf.fill(0, off, off + len);
     mix.zeroClusters++;
-    return;
+    return true;
   }
   if (r < 0.9) {
     const pool = r < 0.6 ? pools.text : pools.random;
@@ -111,7 +110,7 @@ function fillCluster(buf: Buffer, off: number, len: number, rng: Rng, pools: Poo
     if (r < 0.6) mix.textClusters++;
     else mix.randomClusters++;
     mix.dataBlocks += Math.ceil(len / BLOCK);
-    return;
+    return false;
   }
   mix.mixedClusters++;
   for (let b = 0; b < len; b += BLOCK) {
@@ -126,6 +125,7 @@ function fillCluster(buf: Buffer, off: number, len: number, rng: Rng, pools: Poo
       pool.copy(buf, off + b, src, src + n);
     }
   }
+  return false;
 }
 
 /** Writes a sparse raw image of `size` bytes (zero clusters are holes, as on a dir storage). */
@@ -137,12 +137,8 @@ async function writeImage(file: string, size: number, rng: Rng, pools: Pools, mi
     for (let pos = 0; pos < size; pos += BATCH) {
       const n = Math.min(BATCH, size - pos);
       const zero: boolean[] = [];
-      for (let off = 0; off < n; off += CLUSTER) {
-        const before = mix.zeroClusters;
-        fillCluster(buf, off, Math.min(CLUSTER, n - off), rng, pools, mix);
-        zero.push(mix.zeroClusters !== before);
-      }
-      // write each run of non-zero clusters with one call
+      for (let off = 0; off < n; off += CLUSTER) zero.push(fillCluster(buf, off, Math.min(CLUSTER, n - off), rng, pools, mix));
+      // write each run of non-zero clusters with one call; zero clusters stay holes
       for (let i = 0; i < zero.length; ) {
         if (zero[i]) {
           i++;

@@ -8,7 +8,7 @@
  * that was named explicitly is an error. Command-line options override values after loading.
  */
 import * as fs from 'node:fs';
-import Ajv, { type ErrorObject } from 'ajv';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from './errors';
 
@@ -63,8 +63,12 @@ export const DEFAULTS: Config = {
   pve: {},
 };
 
-const ajv = new Ajv({ allErrors: false, strict: true });
-const validate = ajv.compile(CONFIG_SCHEMA);
+let validator: ValidateFunction | undefined;
+/** Compiled on first use: commands that need no config (`vma ...`) do not pay for it. */
+function validate(value: unknown): boolean {
+  validator ??= new Ajv({ allErrors: false, strict: true }).compile(CONFIG_SCHEMA);
+  return validator(value) as boolean;
+}
 
 function describe(err: ErrorObject): string {
   const key = err.instancePath.replace(/^\//, '').replace(/\//g, '.');
@@ -88,7 +92,7 @@ function badKey(err: ErrorObject): string {
 export function validateConfig(raw: unknown, source: string): Config {
   const value = raw ?? {};
   if (!validate(value)) {
-    const err = validate.errors![0]!;
+    const err = validator!.errors![0]!;
     throw new ConfigError(`config ${source}: ${describe(err)}`, badKey(err));
   }
   const v = value as { store?: Partial<StoreConfig>; pve?: Config['pve'] };

@@ -291,13 +291,29 @@ export interface OpenArchiveOptions extends DecompressOptions {
 }
 
 /** Read a file in READ_SIZE chunks. */
+/** Plain files are read in 4 MiB steps (fewer, larger reads measured faster than 1 MiB). */
+const FILE_CHUNK = 4 << 20;
+
 async function* readFd(fh: fs.promises.FileHandle, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  for (;;) {
-    signal?.throwIfAborted();
-    const buf = Buffer.allocUnsafe(READ_SIZE);
-    const { bytesRead } = await fh.read(buf, 0, READ_SIZE, null);
-    if (bytesRead === 0) return;
-    yield bytesRead === READ_SIZE ? buf : buf.subarray(0, bytesRead);
+  // the next read is in flight while the consumer works on the current chunk; chunks are fresh
+  // buffers because the VMA reader keeps zero-copy views of them
+  const readChunk = async (): Promise<Buffer> => {
+    const buf = Buffer.allocUnsafe(FILE_CHUNK);
+    const { bytesRead } = await fh.read(buf, 0, FILE_CHUNK, null);
+    return bytesRead === FILE_CHUNK ? buf : buf.subarray(0, bytesRead);
+  };
+  let next: Promise<Buffer> | undefined = readChunk();
+  try {
+    while (next) {
+      signal?.throwIfAborted();
+      const chunk: Buffer = await next;
+      if (chunk.length === 0) return;
+      next = readChunk();
+      yield chunk;
+    }
+  } finally {
+    // settle an outstanding read before the caller closes the handle
+    if (next) await next.catch(() => undefined);
   }
 }
 

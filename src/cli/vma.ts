@@ -12,6 +12,7 @@
  * reference keeps only its non-zero blocks); create reads raw images only (regular files).
  * Errors are one line `vzdump-zfs: <message>` and a non-zero exit (common.ts `action`).
  */
+import { imageClusters } from '../restore/image-clusters';
 import { Command } from 'commander';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -27,7 +28,6 @@ import { action } from './common';
 const CLUSTER = 65536;
 const BLOCK = 4096;
 const ZERO_BLOCK = Buffer.alloc(BLOCK);
-const READ_SIZE = 16 * CLUSTER;
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
 
@@ -336,35 +336,6 @@ function parseDiskSpec(spec: string, index: number, requireFormat: boolean): { n
 }
 
 /** 64 KiB clusters of each image in turn; bytes past the end of the file (up to the 512 rounding) read as zeros. */
-async function* imageClusters(disks: DiskSpec[], stats: { zeros: number[] }): AsyncGenerator<VmaClusterData> {
-  for (let i = 0; i < disks.length; i++) {
-    const d = disks[i]!;
-    const fh = await fs.promises.open(d.file, 'r');
-    try {
-      for (let pos = 0; pos < d.size; pos += READ_SIZE) {
-        const want = Math.min(READ_SIZE, d.size - pos);
-        const buf = Buffer.alloc(want);
-        let got = 0;
-        while (got < want) {
-          const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
-          if (bytesRead === 0) break; // past the end of the file: the rest stays zero
-          got += bytesRead;
-        }
-        for (let off = 0; off < want; off += CLUSTER) {
-          const data = buf.subarray(off, Math.min(want, off + CLUSTER));
-          for (let b = 0; b < data.length; b += BLOCK) {
-            const blk = data.subarray(b, Math.min(data.length, b + BLOCK));
-            if (blk.equals(ZERO_BLOCK.subarray(0, blk.length))) stats.zeros[i]! += blk.length;
-          }
-          yield { devId: i + 1, cluster: (pos + off) / CLUSTER, data };
-        }
-      }
-    } finally {
-      await fh.close();
-    }
-  }
-}
-
 /** A random (version 4) uuid as 16 raw bytes, like libuuid's uuid_generate. */
 function randomUuid(): Buffer {
   return Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex');
@@ -421,7 +392,17 @@ async function createCommand(output: string, positional: string[], opts: { confi
   const progress = new Progress(`create '${output}'`);
   let done = 0;
   async function* counted(): AsyncGenerator<VmaClusterData> {
-    for await (const c of imageClusters(disks, stats)) {
+    for await (const c of imageClusters(
+      disks.map((d) => ({ path: d.file, size: d.size })),
+      { sizeCheck: 'pad' },
+    )) {
+      if (opts.verbose) {
+        // per-image zero statistics as vma create -v prints them; the writer does its own zero test
+        for (let b = 0; b < c.data.length; b += BLOCK) {
+          const blk = c.data.subarray(b, Math.min(c.data.length, b + BLOCK));
+          if (blk.equals(ZERO_BLOCK.subarray(0, blk.length))) stats.zeros[c.devId - 1]! += blk.length;
+        }
+      }
       yield c;
       progress.update(++done, totalClusters);
     }

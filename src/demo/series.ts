@@ -20,10 +20,9 @@ import { VzError } from '../errors';
 import { compress } from '../archive/compression';
 import { archiveFileName, epochToTimestamp, logFileName } from '../archive/names';
 import { writeVma } from '../vma/writer';
-import type { VmaClusterData } from '../vma/types';
+import { imageClusters } from '../restore/image-clusters';
 
 const run = promisify(execFile);
-const CLUSTER = 65536;
 
 /** Small deterministic PRNG (mulberry32), so every run generates the same series. */
 export function prng(seed: number): () => number {
@@ -199,7 +198,7 @@ export class BackupSeries {
     ];
     const vma = writeVma(
       { uuid: randomBytes(16), ctime: when, configs, devices: images.map((i) => ({ name: i.name, size: i.size })) },
-      imageClusters(images),
+      imageClusters(images, { sizeCheck: 'exact' }),
     );
     await pipeline(Readable.from(compress(vma, 'zst', { threads: this.opts.zstdThreads ?? 1 })), fs.createWriteStream(archivePath, { flags: 'wx' }));
     fs.writeFileSync(
@@ -212,29 +211,4 @@ export class BackupSeries {
 
 function randomFill(buf: Buffer, rnd: () => number): void {
   for (let i = 0; i < buf.length; i += 4) buf.writeUInt32LE(Math.floor(rnd() * 4294967296), i);
-}
-
-/** Reads image files sequentially and hands their clusters to the VMA writer. */
-export async function* imageClusters(images: { path: string; size: number }[]): AsyncGenerator<VmaClusterData> {
-  let devId = 0;
-  for (const img of images) {
-    devId++;
-    const fh = await fs.promises.open(img.path, 'r');
-    try {
-      let cluster = 0;
-      for (let pos = 0; pos < img.size; pos += 1 << 20) {
-        const want = Math.min(1 << 20, img.size - pos);
-        const buf = Buffer.alloc(want);
-        let got = 0;
-        while (got < want) {
-          const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
-        for (let off = 0; off < want; off += CLUSTER) yield { devId, cluster: cluster++, data: buf.subarray(off, Math.min(off + CLUSTER, want)) };
-      }
-    } finally {
-      await fh.close();
-    }
-  }
 }

@@ -14,15 +14,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, IoError, VzError } from '../errors';
+import { IntegrityError, IoError } from '../errors';
 import { compress } from '../archive/compression';
 import type { Compression } from '../archive/names';
 import { writeVma } from '../vma/writer';
-import type { VmaClusterData, VmaConfig } from '../vma/types';
+import type { VmaConfig } from '../vma/types';
 import type { BackupStore } from '../store/store';
 import { type Manifest, readManifest } from '../store/manifest';
+import { imageClusters } from './image-clusters';
 
-const CLUSTER = 65536;
 const READ_SIZE = 1 << 20;
 
 export interface RestoreRequest {
@@ -40,48 +40,6 @@ export interface RestoreResult {
   bytes: number;
   seconds: number;
   manifest: Manifest;
-}
-
-/** The clusters of one disk image, read sequentially. */
-async function* diskClusters(file: string, devId: number, size: number, signal?: AbortSignal): AsyncGenerator<VmaClusterData> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (e) {
-    throw new IoError(`cannot open disk image '${file}': ${(e as Error).message}`, file, { cause: e });
-  }
-  try {
-    const st = await fh.stat();
-    if (st.size !== size) throw new IntegrityError(`disk image '${file}' has ${st.size} bytes, the manifest says ${size}`, file);
-    let pos = 0;
-    let cluster = 0;
-    while (pos < size) {
-      if (signal?.aborted) throw new VzError('restore was cancelled');
-      const want = Math.min(READ_SIZE, size - pos);
-      const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, pos + got);
-        if (bytesRead === 0) throw new IntegrityError(`disk image '${file}' ended at ${pos + got} of ${size} bytes`, file);
-        got += bytesRead;
-      }
-      for (let off = 0; off < want; off += CLUSTER) {
-        yield { devId, cluster: cluster++, data: buf.subarray(off, Math.min(off + CLUSTER, want)) };
-      }
-      pos += want;
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-async function* allClusters(dir: string, m: Manifest, signal?: AbortSignal): AsyncGenerator<VmaClusterData> {
-  // dev ids of the rebuilt archive follow the manifest's disk order (the original dev_id order)
-  let devId = 0;
-  for (const d of m.disks) {
-    devId++;
-    yield* diskClusters(path.join(dir, d.image), devId, d.size, signal);
-  }
 }
 
 function readConfigs(dir: string, m: Manifest, what: string): VmaConfig[] {
@@ -102,8 +60,8 @@ function readConfigs(dir: string, m: Manifest, what: string): VmaConfig[] {
 /** The rebuilt archive as a stream of Buffers (uncompressed VMA, or compressed as asked). */
 export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compression: Compression, opts: { threads?: number; signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
   const configs = readConfigs(dir, m, what);
+  // dev ids of the rebuilt archive follow the original dev_id order
   const sorted = [...m.disks].sort((a, b) => a.id - b.id);
-  const manifest = { ...m, disks: sorted };
   const vma = writeVma(
     {
       uuid: Buffer.from(m.source.uuid, 'hex'),
@@ -111,7 +69,10 @@ export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compr
       configs,
       devices: sorted.map((d) => ({ name: d.name, size: d.size })),
     },
-    allClusters(dir, manifest, opts.signal),
+    imageClusters(
+      sorted.map((d) => ({ path: path.join(dir, d.image), size: d.size })),
+      { sizeCheck: 'exact', signal: opts.signal },
+    ),
   );
   return compression === 'none' ? vma : compress(vma, compression, { threads: opts.threads, signal: opts.signal, label: what });
 }

@@ -12,7 +12,7 @@
  */
 import * as path from 'node:path';
 import { ArchiveNameError } from '../errors';
-import { localParts, timelocal } from '../util/localtime';
+import { localParts, timelocal, type WallTime } from '../util/localtime';
 
 export type Compression = 'none' | 'zst' | 'lzo' | 'gz';
 
@@ -41,14 +41,7 @@ function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-interface TimestampFields {
-  year: number;
-  month: number;
-  day: number;
-  hour: number;
-  minute: number;
-  second: number;
-}
+type TimestampFields = WallTime;
 
 /** Split and range-check a name timestamp (Perl's timelocal dies on the same out-of-range fields). */
 function timestampFields(ts: string): TimestampFields | string {

@@ -1,6 +1,6 @@
 /**
  * Every fixed number of the VMA format, named, with the section of docs/vma-format.md
- * (/work/shared/docs/vma-format.md) it comes from.
+ * (vma-format.md in the project notes) it comes from.
  *
  * Owns: magic values, sizes, limits and byte offsets of the VMA header (§2), the device info
  * entry (§2), the blob buffer (§2.1), the extent header (§3.1) and the blockinfo word (§3.2).

@@ -11,7 +11,7 @@ import { writeVma } from '../../src/vma';
 
 const ROOT = path.resolve(__dirname, '../..');
 const BIN = path.join(ROOT, 'bin', 'vzdump-zfs');
-const SAMPLE = '/work/shared/fixtures/pve-sample-truncated.vma.gz';
+const SAMPLE = path.join(ROOT, 'test', 'fixtures', 'pve-sample-truncated.vma.gz');
 
 function newestMtime(dir: string): number {
   let t = 0;

@@ -21,7 +21,7 @@ type Section = (opts: BenchOptions) => Promise<void>;
  */
 const SECTIONS: Record<string, Section | undefined> = {
   codec: runCodecBench,
-  store: undefined,
+  store: (o) => import('../bench/store').then((m) => m.runStoreBench(o)),
 };
 
 const USAGE = `usage: node dist/bench.js [${[...Object.keys(SECTIONS), 'all'].join('|')}] [--size <n>[K|M|G]] [--tmpdir <dir>]`;

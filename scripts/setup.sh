@@ -20,7 +20,8 @@ have mkfs.ext4 || need+=(e2fsprogs)
 have debugfs || need+=(e2fsprogs)
 # real OpenZFS when the kernel has it; otherwise zfs-fuse gives the same CLI on a file vdev
 if ! have zfs || ! have zpool; then need+=(zfs-fuse); fi
-have rsync || need+=(rsync)
+have rsync || need+=(rsync)          # the benchmark's classic pipeline
+[ -x /usr/bin/time ] || need+=(time)   # the benchmark's peak-memory measurement
 if [ "$want_test" = 1 ]; then
   have sshd || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   have perl || need+=(perl)

@@ -1,0 +1,12 @@
+/**
+ * Jest reporter that ends the run with one plain line, "jest: N passed, N failed[, N skipped]",
+ * the closing line CI reads for runners it does not know by name.
+ */
+class SummaryReporter {
+  onRunComplete(_contexts, results) {
+    const skipped = results.numPendingTests + results.numTodoTests;
+    const failed = results.numFailedTests + results.numRuntimeErrorTestSuites;
+    process.stdout.write(`jest: ${results.numPassedTests} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}\n`);
+  }
+}
+module.exports = SummaryReporter;

@@ -1,7 +1,8 @@
 /**
  * Generates a realistic series of daily vzdump backups of one VM for the demo and the benchmark:
  * an ext4 file system image (made and changed with the real mkfs.ext4 and debugfs, so block
- * allocation behaves like a guest's) whose files are added, rewritten and deleted day by day, plus
+ * allocation behaves like a guest's) whose files are added, changed in place and deleted day by
+ * day, plus
  * a small EFI vars disk, each day written as `vzdump-qemu-<vmid>-<time>.vma.zst` with its `.log`
  * by the project's own VMA writer and the real zstd.
  *
@@ -111,14 +112,50 @@ export class BackupSeries {
     this.stage = path.join(opts.dir, 'stage');
   }
 
-  private async debugfs(commands: string[]): Promise<void> {
-    if (commands.length === 0) return;
+  private async debugfs(commands: string[], write = true): Promise<string> {
+    if (commands.length === 0) return '';
     const cmdFile = path.join(this.opts.dir, 'debugfs.cmds');
     fs.writeFileSync(cmdFile, commands.join('\n') + '\n');
     try {
-      await run('debugfs', ['-w', '-f', cmdFile, this.diskPath], { maxBuffer: 64 << 20 });
+      const { stdout } = await run('debugfs', [...(write ? ['-w'] : []), '-f', cmdFile, this.diskPath], { maxBuffer: 64 << 20 });
+      return stdout;
     } catch (e) {
       throw new VzError(`debugfs failed on '${this.diskPath}': ${(e as Error).message.split('\n')[0]}`, { cause: e });
+    }
+  }
+
+  /**
+   * Rewrites runs of blocks inside existing files, in place, the way a database or a VM image
+   * inside the guest changes: the file system's block map is asked where the files live, and the
+   * disk image is written there directly.
+   */
+  private async modifyFiles(bytes: number): Promise<void> {
+    if (this.files.length === 0) return;
+    const picks: FileEntry[] = [];
+    let planned = 0;
+    while (planned < bytes && picks.length < this.files.length) {
+      const f = this.files[Math.floor(this.rnd() * this.files.length)]!;
+      if (picks.includes(f)) continue;
+      picks.push(f);
+      planned += Math.min(f.size, 64 * 4096);
+    }
+    const out = await this.debugfs(picks.map((f) => `blocks ${f.name}`), false);
+    const lists = out.split(/^debugfs: blocks .*$/m).slice(1).map((t) => t.trim().split(/\s+/).filter(Boolean).map(Number));
+    const fd = fs.openSync(this.diskPath, 'r+');
+    try {
+      let left = bytes;
+      for (const [i, blocks] of lists.entries()) {
+        if (left <= 0 || blocks.length === 0) continue;
+        const run = Math.min(blocks.length, 1 + Math.floor(this.rnd() * 64), Math.ceil(left / 4096));
+        const start = Math.floor(this.rnd() * (blocks.length - run + 1));
+        const text = picks[i]!.name.endsWith('.log');
+        for (const b of blocks.slice(start, start + run)) {
+          fs.writeSync(fd, text ? textContent(4096, this.rnd) : randomBytes(4096), 0, 4096, b * 4096);
+        }
+        left -= run * 4096;
+      }
+    } finally {
+      fs.closeSync(fd);
     }
   }
 
@@ -175,10 +212,11 @@ export class BackupSeries {
       await this.init();
       await this.addFiles(Math.floor(this.opts.diskSize * (this.opts.fill ?? 0.4)));
     } else {
-      // about a third of the change deletes old files, the rest writes new ones (some reuse freed blocks)
+      // a day's change: files rewritten in place, files deleted, new files (some reuse freed blocks)
       const change = Math.floor(this.opts.diskSize * changeRate);
+      await this.modifyFiles(Math.floor(change / 3));
       await this.deleteFiles(Math.floor(change / 3));
-      await this.addFiles(change - Math.floor(change / 3));
+      await this.addFiles(change - 2 * Math.floor(change / 3));
     }
     const start = this.opts.start ?? Date.UTC(2026, 10, 1, 2, 0, 0) / 1000;
     const when = start + (this.day - 1) * 86400;

@@ -33,7 +33,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
@@ -385,11 +385,28 @@ export class BackupStore {
         await this.zfs.destroy(latest.name);
         continue;
       }
-      await this.zfs.rollback(latest.name);
+      await this.rollbackFreeingSpace(ds, latest.name);
       break;
     }
     await this.zfs.inherit(ds, P.dirty);
     return true;
+  }
+
+  /**
+   * `zfs rollback`, and when the pool is too full even for that (zfs-fuse refuses with "out of
+   * space" where OpenZFS has slop space), first frees what the failed write allocated by deleting
+   * the dataset's live files (blocks the snapshot does not share), then rolls back again. The
+   * snapshot brings every file back; committed snapshots are never touched.
+   */
+  private async rollbackFreeingSpace(ds: string, snap: string): Promise<void> {
+    try {
+      await this.zfs.rollback(snap);
+    } catch (e) {
+      if (!(e instanceof ZfsCommandError && /out of space|no space/i.test(e.stderrTail))) throw e;
+      const dir = await this.mountedDir(ds);
+      for (const f of await readdir(dir)) await rm(join(dir, f), { recursive: true, force: true });
+      await this.zfs.rollback(snap);
+    }
   }
 
   /** Snapshots of `ds`, oldest first (by createtxg order of zfs, then creation). */

@@ -270,6 +270,23 @@ describeZfs('ingest and restore on a real pool', () => {
     expect(await tp.zfs.exists(store.guestDataset(106))).toBe(false);
   });
 
+  it('rejects config and device names that would leave the guest dataset, touching nothing', async () => {
+    const vmid = 112;
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
+    const evil: Array<[string, Guest]> = [
+      ['config', { configs: [{ name: '../../escape.conf', data: Buffer.from('x') }], disks: day1.disks }],
+      ['device', { configs: day1.configs, disks: [{ name: '../drive-scsi0', data: disk(65536, 1) }] }],
+      ['reserved', { configs: [{ name: 'vzdump-zfs.json', data: Buffer.from('{}') }], disks: day1.disks }],
+    ];
+    for (const [i, [, g]] of evil.entries()) {
+      const p = await writeArchive(work, name(vmid, 2 + i), g);
+      await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toMatchObject({ code: 'VZ_ERR_UNSAFE_NAME' });
+    }
+    expect(fs.existsSync(path.join(tp.mountRoot, path.basename(tp.root), 'escape.conf'))).toBe(false);
+    expect(await store.list(vmid)).toHaveLength(1);
+    expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+  });
+
   it('refuses a second ingest of the same guest while one runs, but not of another guest', async () => {
     const b = await writeArchive(work, name(107, 2, 'vma'), day1, 'none');
     const other = await writeArchive(work, name(108, 1, 'vma'), day1, 'none');
@@ -312,6 +329,31 @@ describeZfs('ingest and restore on a real pool', () => {
     expect((await store.list(vmid)).map((b) => b.timestamp)).toEqual(['2026_01_01-02_00_00', '2026_01_03-02_00_00']);
     expect(r.stats!.clustersUnchanged).toBe(r.stats!.clusters);
     expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+  });
+
+  it('rolls back when the pool runs full, and the next ingest succeeds', async () => {
+    // a pool of its own, small enough to fill: 128 MiB, with a first backup of 40 MiB random data
+    const small = await createTestPool({ sizeBytes: 128 * 1024 * 1024, rootName: 'full' });
+    try {
+      await small.zfs.create(small.root);
+      const s = new BackupStore(small.zfs, small.root, { lockDir: path.join(work, 'locks-full') });
+      const first: Guest = { configs: [conf('memory: 5')], disks: [{ name: 'drive-scsi0', data: randomBytes(40 << 20) }] };
+      await ingestArchive(s, { archive: await writeArchive(work, name(113, 1, 'vma'), first, 'none'), timeZone: 'UTC' });
+      const huge: Guest = { configs: [conf('memory: 6')], disks: [{ name: 'drive-scsi0', data: randomBytes(160 << 20) }] };
+      const p = await writeArchive(work, name(113, 2, 'vma'), huge, 'none');
+      await expect(ingestArchive(s, { archive: p, timeZone: 'UTC' })).rejects.toMatchObject({ code: 'VZ_ERR_IO', message: expect.stringMatching(/ENOSPC/) });
+      fs.rmSync(p);
+      expect((await s.list(113)).map((b) => b.timestamp)).toEqual(['2026_01_01-02_00_00']);
+      const live = fs.readFileSync(path.join(small.mountRoot, 'full', '113', diskImageName('drive-scsi0')));
+      expect(live.equals(first.disks[0]!.data)).toBe(true);
+      // space is back: a small change ingests fine
+      const next = Buffer.from(first.disks[0]!.data);
+      randomBytes(4096).copy(next, 4096);
+      const r = await ingestArchive(s, { archive: await writeArchive(work, name(113, 3, 'vma'), { ...first, disks: [{ name: 'drive-scsi0', data: next }] }, 'none'), timeZone: 'UTC' });
+      expect(r.stats!.blocksWritten).toBe(1);
+    } finally {
+      await small.destroy();
+    }
   });
 
   it('verify detects a disk block that no longer matches its digest', async () => {

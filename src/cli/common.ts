@@ -88,3 +88,27 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
     process.exitCode = code;
   };
 }
+
+/**
+ * A one-line progress display on stderr for long runs: only when stderr is a terminal, only after
+ * two seconds, at most once a second; cleared when done.
+ */
+export class Progress {
+  private readonly enabled = !!process.stderr.isTTY;
+  private readonly start = Date.now();
+  private last = 0;
+  private shown = false;
+  constructor(private readonly what: string) {}
+  update(done: number, total: number): void {
+    if (!this.enabled || total <= 0) return;
+    const now = Date.now();
+    if (now - this.start < 2000 || now - this.last < 1000) return;
+    this.last = now;
+    this.shown = true;
+    const pct = Math.floor((done * 100) / total);
+    process.stderr.write(`\r${this.what}: ${pct}% (${done}/${total} clusters, ${Math.round((now - this.start) / 1000)}s)\x1b[K`);
+  }
+  done(): void {
+    if (this.shown) process.stderr.write('\r\x1b[K');
+  }
+}

@@ -14,7 +14,7 @@ import { ingestArchive } from '../ingest/ingest';
 import { restoreBackup } from '../restore/restore';
 import { verifyBackup } from '../restore/verify';
 import { localParts } from '../util/localtime';
-import { action, formatTable, humanBytes, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
+import { Progress, action, formatTable, humanBytes, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
 
 interface StoreOpts {
   dataset?: string;
@@ -132,7 +132,15 @@ export function registerStoreCommands(program: Command): void {
       try {
         const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
         ctx.log.info(`ingesting '${path.basename(archive)}' into store '${ctx.store.root}'`);
-        const r = await ingestArchive(ctx.store, { archive, vmid, timestamp: o.time, timeZone: ctx.timeZone, signal: ac.signal });
+        const progress = new Progress(`ingest '${path.basename(archive)}'`);
+        const r = await ingestArchive(ctx.store, {
+          archive,
+          vmid,
+          timestamp: o.time,
+          timeZone: ctx.timeZone,
+          signal: ac.signal,
+          onProgress: (p) => progress.update(p.clusters, p.totalClusters),
+        }).finally(() => progress.done());
         const b = r.backup;
         if (r.status === 'already-stored') {
           process.stdout.write(`backup ${b.vmid}/${b.timestamp} ('${b.archive}') is already stored as '${b.snapshot}'\n`);

@@ -12,7 +12,6 @@
  * reference keeps only its non-zero blocks); create reads raw images only (regular files).
  * Errors are one line `vzdump-zfs: <message>` and a non-zero exit (common.ts `action`).
  */
-import { imageClusters } from '../restore/image-clusters';
 import { Command } from 'commander';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -22,8 +21,9 @@ import { compressionFromFileName } from '../archive/names';
 import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError } from '../errors';
 import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
+import { imageClusters } from '../restore/image-clusters';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
-import { action } from './common';
+import { action, Progress } from './common';
 
 const CLUSTER = 65536;
 const BLOCK = 4096;
@@ -68,26 +68,6 @@ function g3(x: number): string {
 }
 
 /** Progress on stderr, only when stderr is a terminal and the run has lasted a few seconds. */
-class Progress {
-  private readonly enabled = !!process.stderr.isTTY;
-  private readonly start = Date.now();
-  private last = 0;
-  private shown = false;
-  constructor(private readonly what: string) {}
-  update(done: number, total: number): void {
-    if (!this.enabled || total <= 0) return;
-    const now = Date.now();
-    if (now - this.start < 2000 || now - this.last < 1000) return;
-    this.last = now;
-    this.shown = true;
-    const pct = Math.floor((done * 100) / total);
-    process.stderr.write(`\r${this.what}: ${pct}% (${done}/${total} clusters, ${Math.round((now - this.start) / 1000)}s)\x1b[K`);
-  }
-  done(): void {
-    if (this.shown) process.stderr.write('\r\x1b[K');
-  }
-}
-
 // ---------------------------------------------------------------------------------------------
 // input
 

@@ -313,9 +313,11 @@ export class Zfs {
       () => true,
       () => false,
     );
+    // OpenZFS answers a filesystem name with "'x' is not a snapshot" (exit 1) but has holds;
+    // zfs-fuse fails every `zfs holds` ("pyzfs.py not found")
     const holds = await this.run(['holds', '-H', '-r', '--', dataset]).then(
       () => true,
-      () => false,
+      (e: unknown) => e instanceof ZfsCommandError && /is not a snapshot/.test(e.stderrTail),
     );
     let snapdir = false;
     const { mountpoint, mounted } = await this.get(dataset, ['mountpoint', 'mounted']);

@@ -1,4 +1,5 @@
 /** Tests src/store/zfs.ts against a real file-backed pool (zfs-fuse in CI). */
+import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZfsCommandError } from '../../src/errors';
@@ -160,6 +161,11 @@ describeZfs('Zfs wrapper', () => {
       (e: NodeJS.ErrnoException) => e.code === 'EISDIR',
     );
     expect(f.snapdir).toBe(hasDir);
+    // holds: asked of a snapshot, where `zfs holds` works wherever it exists at all
+    await zfs.snapshot(`${root}@holds-probe`);
+    const holds = spawnSync('zfs', ['holds', '-H', `${root}@holds-probe`], { env: { ...process.env, LC_ALL: 'C' } });
+    expect(f.holds).toBe(holds.status === 0);
+    await zfs.destroy(`${root}@holds-probe`);
   });
 
   test('onCommand sees every argv; a missing binary becomes a ZfsCommandError', async () => {

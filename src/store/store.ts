@@ -26,14 +26,16 @@
  * marked dirty, and the next beginWrite() of that guest rolls it back to its latest snapshot (or
  * destroys it if it has none) before writing; one write per guest at a time across processes
  * (lock file per guest in lockDir); committed snapshots are never destroyed except by forget(),
- * which refuses protected ones. forget() of a guest's last backup keeps the guest dataset: its
- * files are the base the next ingest writes only differences against.
+ * which refuses protected ones and ones an open SnapshotView shows. forget() of a guest's last
+ * backup keeps the guest dataset: its files are the base the next ingest writes only differences
+ * against.
  * Does not guarantee: that files written before commit() are flushed from page caches outside
  * ZFS (close them before committing).
  */
 
 import { randomBytes } from 'node:crypto';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, readdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
@@ -121,9 +123,9 @@ export interface GuestWrite {
 }
 
 export interface SnapshotView {
-  /** Directory showing the snapshot's files, read-only. */
+  /** Directory showing the snapshot's files, read-only. Until release(), forget() of it is refused. */
   dir: string;
-  /** Unmounts and destroys whatever was created for the view; idempotent. */
+  /** Unmounts and destroys whatever was created for the view (or closes it); idempotent. */
   release(): Promise<void>;
 }
 
@@ -323,7 +325,8 @@ export class BackupStore {
     try {
       await this.zfs.destroy(b.snapshot);
     } catch (e) {
-      if (e instanceof ZfsCommandError && /dependent clones/i.test(e.stderrTail)) {
+      // a view is open: a clone of it exists, or (OpenZFS .zfs/snapshot) it stays "busy" past the retries
+      if (e instanceof ZfsCommandError && /dependent clones|\bbusy\b/i.test(e.stderrTail)) {
         throw new ConflictError(`backup '${vmid}/${timestamp}' is being read (restore or verify running) - try again later`, b.snapshot, { cause: e });
       }
       throw e;
@@ -496,8 +499,18 @@ export class BackupStore {
     if (features.snapdir) {
       const { mountpoint } = await this.zfs.get(b.dataset, ['mountpoint']);
       const dir = join(mountpoint, '.zfs', 'snapshot', this.snapshotName(timestamp));
-      const ok = await stat(dir).then((s) => s.isDirectory(), () => false);
-      if (ok) return { dir, release: async () => undefined };
+      // kept open for the view's life: an open directory keeps the automounted snapshot busy, so
+      // forget() cannot destroy it under a reader (on the clone path the clone does that)
+      const pin = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY).catch(() => undefined);
+      if (pin) {
+        let closed = false;
+        const release = async (): Promise<void> => {
+          if (closed) return;
+          closed = true;
+          await pin.close();
+        };
+        return { dir, release };
+      }
     }
     await this.cleanStaleClones();
     const parent = `${this.root}/${TMP_DATASET}`;

@@ -300,6 +300,16 @@ describeZfs('BackupStore', () => {
     await tp().zfs.destroy(live);
   });
 
+  test('forget is refused while a view of the backup is open (clone or .zfs/snapshot)', async () => {
+    const view = await store.openSnapshot(101, TS2);
+    // no file of the view is open right now: the view itself must keep the snapshot
+    await expect(store.forget(101, TS2)).rejects.toBeInstanceOf(ConflictError);
+    expect(await readFile(join(view.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 3));
+    expect((await store.list(101)).map((b) => b.timestamp)).toEqual([TS1, TS2]);
+    await view.release();
+    await view.release(); // idempotent
+  });
+
   test('list ignores datasets and snapshots it does not own', async () => {
     const { zfs, root } = tp();
     await zfs.create(`${root}/not a guest`);

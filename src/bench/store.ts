@@ -16,7 +16,8 @@
  *
  * Knobs (environment): VZBENCH_DAYS (default 5, at least 2), VZBENCH_SIDE_DAYS (days ingested for
  * the non-default recordsizes 16K/128K, default all), VZBENCH_CLASSIC_DAYS (incremental days that
- * also run the classic pipeline on the 64K pool, default all).
+ * also run the classic pipeline on the 64K pool, default all), VZBENCH_CHANGE_PERMILLE (the
+ * generator's daily change rate in 1/1000, default 40: about 2 % of the blocks really change).
  */
 import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
@@ -32,7 +33,12 @@ import { fixed, gbPerSecond, percent, printTable } from './table';
 const BLOCK = 4096;
 const DEFAULT_SIZE = 8 * 2 ** 30;
 const DEFAULT_DAYS = 5;
-const CHANGE_RATE = 0.02;
+/**
+ * The generator's daily change rate: the share of the disk it rewrites, deletes or changes in place.
+ * Deletions change only metadata and in-place changes partly hit the same blocks, so 4 % yields
+ * about the spec's 2 % of 4 KiB blocks really changed per day (measured each run, shown in the title).
+ */
+const DEFAULT_CHANGE_RATE = 0.04;
 const VMID = 100;
 const EFI_SIZE = 540672; // the series' EFI vars disk
 /** 64K is the store's default (src/config.ts); it runs first and is the one the classic pipeline runs on */
@@ -230,13 +236,14 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
   const days = envCount('VZBENCH_DAYS', DEFAULT_DAYS, 2);
   const sideDays = Math.min(days, envCount('VZBENCH_SIDE_DAYS', days, 2));
   const classicDays = Math.min(days - 1, envCount('VZBENCH_CLASSIC_DAYS', days - 1, 1));
+  const changeRate = envCount('VZBENCH_CHANGE_PERMILLE', DEFAULT_CHANGE_RATE * 1000, 1) / 1000;
   const tStart = Date.now();
   const since = () => `${((Date.now() - tStart) / 1000).toFixed(0)} s`;
 
   // ---- the series, generated once; each day's changed blocks counted from block fingerprints ----
   const seriesDir = path.join(dir, 'series');
   fs.mkdirSync(seriesDir);
-  const series = new BackupSeries({ dir: seriesDir, vmid: VMID, diskSize: size, days, changeRate: CHANGE_RATE, timeZone: 'UTC', zstdThreads: 2 });
+  const series = new BackupSeries({ dir: seriesDir, vmid: VMID, diskSize: size, days, changeRate, timeZone: 'UTC', zstdThreads: 2 });
   const dayList: Day[] = [];
   let prev: BlockHashes[] | undefined;
   for (let d = 1; d <= days; d++) {
@@ -333,7 +340,7 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
   }
   const measured = `measured in ${((Date.now() - tMeasure) / 1000).toFixed(0)} s after ${((tMeasure - tStart) / 1000).toFixed(0)} s of generation, ${loadLine()} at the end`;
   log(measured);
-  report(dayList, size, imageBytes, ingestRows, restoreRows, poolRows, ddNote, { days, sideDays, classicDays, measured });
+  report(dayList, size, imageBytes, ingestRows, restoreRows, poolRows, ddNote, { days, sideDays, classicDays, changeRate, measured });
 }
 
 /** Runs `fn` twice and keeps the faster run: the floor as a stable lower bound on a busy machine. */
@@ -401,6 +408,14 @@ async function poolSpeed(zfs: Zfs, pool: string, vdev: string, mnt: string, dir:
   return note;
 }
 
+/** The measured share of changed blocks per incremental day, e.g. '1.0-1.3 %'. */
+function changedShare(days: Day[], size: number): string {
+  const shares = days.filter((d) => d.day > 1).map((d) => (d.changedBlocks * BLOCK * 100) / (size + EFI_SIZE));
+  const lo = Math.min(...shares).toFixed(1);
+  const hi = Math.max(...shares).toFixed(1);
+  return lo === hi ? `${lo} %` : `${lo}-${hi} %`;
+}
+
 function report(
   days: Day[],
   size: number,
@@ -409,7 +424,7 @@ function report(
   restoreRows: RestoreRow[],
   poolRows: PoolRow[],
   ddNote: string,
-  k: { days: number; sideDays: number; classicDays: number; measured: string },
+  k: { days: number; sideDays: number; classicDays: number; changeRate: number; measured: string },
 ): void {
   const verdicts: string[] = [];
   const incr = (r: IngestRow) => r.day.day > 1;
@@ -417,7 +432,8 @@ function report(
   // ---- table 1: ingest time ----
   printTable({
     title:
-      `Store ingest: ${GiB(size)} ext4 disk (+ 528 KiB EFI disk), ${k.days} daily backups, ~${CHANGE_RATE * 100} % of blocks changed per day; ` +
+      `Store ingest: ${GiB(size)} ext4 disk (+ 528 KiB EFI disk), ${k.days} daily backups, generator change rate ${fixed(k.changeRate * 100, 1)} % a day ` +
+      `(${changedShare(days, size)} of the 4 KiB blocks really changed on days 2-${k.days}); ` +
       `recordsize ${DEFAULT_RECORDSIZE} (default) on ${k.days} days, ${RECORDSIZES.filter((r) => r !== DEFAULT_RECORDSIZE).join('/')} on ${k.sideDays}`,
     columns: [
       { title: 'recordsize' },

@@ -21,6 +21,8 @@ import { compressionFromFileName, type Compression } from './names';
 
 /** Output chunk size we aim for when reading a child's stdout or a file. */
 const READ_SIZE = 1 << 20;
+/** how far a child's output is read ahead of the consumer */
+const OUTPUT_READ_AHEAD = 16 << 20;
 const STDERR_KEEP = 32 * 1024;
 const KILL_GRACE_MS = 5000;
 
@@ -213,7 +215,7 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
   const out = child.stdout!;
   let completed = false;
   try {
-    // paused-mode reads: read() returns everything buffered (up to READ_SIZE, see below)
+    // paused-mode reads: read() returns everything buffered (up to OUTPUT_READ_AHEAD, see below)
     let ended = false;
     out.once('end', () => (ended = true));
     let wake: (() => void) | undefined;
@@ -222,9 +224,10 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
     out.on('end', poke);
     out.on('error', poke);
     out.on('close', poke);
-    // let the socket buffer up to READ_SIZE before it stops reading the pipe
+    // let the socket read ahead up to OUTPUT_READ_AHEAD before it stops reading the pipe: the
+    // child keeps working while the consumer is busy (a pipe itself holds only 64 KiB)
     const rs = (out as unknown as { _readableState?: { highWaterMark: number } })._readableState;
-    if (rs && rs.highWaterMark < READ_SIZE) rs.highWaterMark = READ_SIZE;
+    if (rs && rs.highWaterMark < OUTPUT_READ_AHEAD) rs.highWaterMark = OUTPUT_READ_AHEAD;
     for (;;) {
       const chunk = out.read() as Buffer | null;
       if (chunk !== null) {
@@ -290,7 +293,7 @@ export interface OpenArchiveOptions extends DecompressOptions {
   compression?: Compression;
 }
 
-/** Read a file in READ_SIZE chunks. */
+/** Read a file in FILE_CHUNK steps, one read ahead. */
 /** Plain files are read in 4 MiB steps (fewer, larger reads measured faster than 1 MiB). */
 const FILE_CHUNK = 4 << 20;
 

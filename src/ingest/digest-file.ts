@@ -10,7 +10,7 @@
  * Leaves the meaning of a mismatch to the caller (ingest treats a match as "unchanged", verify as
  * "intact").
  */
-import { createHash } from 'node:crypto';
+import { createHash, webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import { IoError } from '../errors';
 
@@ -175,3 +175,23 @@ export function clusterDigest(mask: number, blocks: Buffer): Buffer {
 }
 
 export const ZERO_BLOCK: Buffer = Buffer.alloc(4096);
+
+/**
+ * The same digest as {@link clusterDigest}, computed on libuv's thread pool (WebCrypto), so the
+ * main thread stays free to drain the decompressor's pipe while clusters are hashed.
+ */
+export async function clusterDigestAsync(mask: number, blocks: Buffer): Promise<Buffer> {
+  if (mask === 0) return ZERO_CLUSTER_DIGEST;
+  let input = blocks;
+  if (mask !== 0xffff) {
+    input = Buffer.alloc(CLUSTER_SIZE);
+    let pos = 0;
+    for (let j = 0; j < 16; j++) {
+      if (mask & (1 << j)) {
+        blocks.copy(input, j * 4096, pos, pos + 4096);
+        pos += 4096;
+      }
+    }
+  }
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', input));
+}

@@ -90,8 +90,12 @@ export class DiskSync {
     }
   }
 
-  /** Applies one cluster of the new backup. */
-  apply(c: VmaCluster): void {
+  /**
+   * Applies one cluster of the new backup. `digest` may be given when the caller computed it
+   * already (clusterDigestAsync); the device's partial last cluster is always hashed here, with
+   * the bytes past the disk end zeroed.
+   */
+  apply(c: VmaCluster, precomputed?: Buffer): void {
     this.stats.clusters++;
     const base = c.cluster * CLUSTER_SIZE;
     const partial = c.cluster === this.lastCluster && this.tailBytes !== 0;
@@ -102,7 +106,7 @@ export class DiskSync {
       this.newBuf.fill(0, this.tailBytes);
       digest = createHash('sha256').update(this.newBuf).digest();
     } else {
-      digest = clusterDigest(c.mask, c.blocks);
+      digest = precomputed ?? clusterDigest(c.mask, c.blocks);
     }
     if (this.trustDigests && this.digests.matches(c.cluster, digest)) {
       this.stats.unchanged++;

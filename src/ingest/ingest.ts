@@ -19,12 +19,15 @@ import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { openArchive } from '../archive/compression';
 import { readVma } from '../vma/reader';
 import { assertSafeName } from '../vma/names';
-import type { VmaHeader } from '../vma/types';
+import type { VmaCluster, VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
 import { DiskSync, type DiskSyncStats, diskImageName, digestFileName } from './disk-sync';
+import { clusterDigestAsync } from './digest-file';
 
 export const LOG_FILE = 'vzdump.log';
+/** clusters hashed together on the thread pool (64 x 64 KiB = 4 MiB in flight) */
+const DIGEST_BATCH = 64;
 const TIMESTAMP_RE = /^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/;
 const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE]);
 
@@ -217,6 +220,21 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     let header: VmaHeader | undefined;
     let totalClusters = 0;
     let applied = 0;
+    // clusters are hashed in batches on the thread pool; meanwhile the event loop keeps reading
+    // the decompressor's output, so decompression and hashing run side by side
+    let batch: VmaCluster[] = [];
+    const flush = async (): Promise<void> => {
+      const digests = await Promise.all(batch.map((c) => clusterDigestAsync(c.mask, c.blocks)));
+      for (const [i, c] of batch.entries()) {
+        const sync = syncs.get(c.devId);
+        if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${c.devId}`, 0, 'dev_id');
+        sync.apply(c, digests[i]);
+      }
+      applied += batch.length;
+      batch = [];
+      if (req.onProgress) req.onProgress({ clusters: applied, totalClusters });
+      if (req.signal?.aborted) throw new VzError(`ingest of '${fileName}' was cancelled`);
+    };
     for await (const rec of records) {
       if (rec.type === 'header') {
         header = rec.header;
@@ -233,13 +251,10 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         }
         continue;
       }
-      const sync = syncs.get(rec.devId);
-      if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${rec.devId}`, 0, 'dev_id');
-      sync.apply(rec);
-      applied++;
-      if (req.onProgress && (applied & 1023) === 0) req.onProgress({ clusters: applied, totalClusters });
-      if (req.signal?.aborted) throw new VzError(`ingest of '${fileName}' was cancelled`);
+      batch.push(rec);
+      if (batch.length >= DIGEST_BATCH) await flush();
     }
+    await flush();
     if (!header) throw new VmaFormatError(`${label}: empty archive`, 0, 'magic');
 
     const stats: IngestStats = {

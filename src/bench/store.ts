@@ -510,7 +510,7 @@ function report(
       const zst = ri.reduce((s, r) => s + r.day.archiveSize, 0);
       deltaRows.push([rs, `2-${ri[ri.length - 1]!.day.day}`, '', '', MB(changed), MB(delta), fixed(delta / changed, 2), MB(zst), percent(1 - delta / zst), '']);
       const worst = Math.min(...ri.map((r) => 1 - r.delta / r.day.archiveSize));
-      verdicts.push(`snapshot delta saves >= ${TARGET_SAVING * 100} % against the day's .vma.zst, ${rs}: ${verdict(worst >= TARGET_SAVING)} (worst day ${percent(worst)}, delta/changed ${fixed(delta / changed, 2)} over days 2-${ri[ri.length - 1]!.day.day})`);
+      verdicts.push(`snapshot delta saves >= ${TARGET_SAVING * 100} % against the day's .vma.zst, ${rs}: ${verdict(worst >= TARGET_SAVING)} (worst day ${fixed(worst * 100, 1)} %, delta/changed ${fixed(delta / changed, 2)} over days 2-${ri[ri.length - 1]!.day.day})`);
     }
   }
   printTable({

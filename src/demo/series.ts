@@ -212,11 +212,13 @@ export class BackupSeries {
       await this.init();
       await this.addFiles(Math.floor(this.opts.diskSize * (this.opts.fill ?? 0.4)));
     } else {
-      // a day's change: files rewritten in place, files deleted, new files (some reuse freed blocks)
+      // a day's change: half rewritten in place inside existing files, half new files (which
+      // partly reuse blocks freed by the files deleted that day), so about `changeRate` of the
+      // disk's blocks really change while the file system stays about as full
       const change = Math.floor(this.opts.diskSize * changeRate);
-      await this.modifyFiles(Math.floor(change / 3));
-      await this.deleteFiles(Math.floor(change / 3));
-      await this.addFiles(change - 2 * Math.floor(change / 3));
+      await this.modifyFiles(Math.floor(change / 2));
+      await this.deleteFiles(Math.floor(change / 2));
+      await this.addFiles(change - Math.floor(change / 2));
     }
     const start = this.opts.start ?? Date.UTC(2026, 10, 1, 2, 0, 0) / 1000;
     const when = start + (this.day - 1) * 86400;

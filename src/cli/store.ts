@@ -5,7 +5,7 @@
 import { Command, Option } from 'commander';
 import * as path from 'node:path';
 import { loadConfig, type Config } from '../config';
-import { NotFoundError, UsageError } from '../errors';
+import { NotFoundError, UsageError, VzError } from '../errors';
 import { compressionFromFileName, parseArchiveName, type Compression } from '../archive/names';
 import { Zfs } from '../store/zfs';
 import { BackupStore, type BackupInfo } from '../store/store';
@@ -316,7 +316,7 @@ export function registerStoreCommands(program: Command): void {
       }
       if (failures.length > 0) {
         for (const f of failures) ctx.log.warn(f);
-        throw new UsageError(`error pruning backups - ${failures.length} could not be removed`);
+        throw new VzError(`error pruning backups - ${failures.length} could not be removed`);
       }
     }),
   );

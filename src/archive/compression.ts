@@ -22,7 +22,7 @@ import { compressionFromFileName, type Compression } from './names';
 /** Output chunk size we aim for when reading a child's stdout or a file. */
 const READ_SIZE = 1 << 20;
 /** how far a child's output is read ahead of the consumer */
-const OUTPUT_READ_AHEAD = 16 << 20;
+const OUTPUT_READ_AHEAD = 4 << 20;
 const STDERR_KEEP = 32 * 1024;
 const KILL_GRACE_MS = 5000;
 

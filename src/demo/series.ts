@@ -22,20 +22,9 @@ import { compress } from '../archive/compression';
 import { archiveFileName, epochToTimestamp, logFileName } from '../archive/names';
 import { writeVma } from '../vma/writer';
 import { imageClusters } from '../restore/image-clusters';
+import { prng } from '../util/prng';
 
 const run = promisify(execFile);
-
-/** Small deterministic PRNG (mulberry32), so every run generates the same series. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   'the of and to in is was for on that with as by at from this be are or an it not have which has but were ' +
@@ -106,7 +95,8 @@ export class BackupSeries {
   private readonly efiSize = 540672; // 528 KiB, like PVE's efidisk: not a multiple of 64 KiB
 
   constructor(readonly opts: SeriesOptions) {
-    this.rnd = prng(opts.seed ?? 42);
+    const next = prng(opts.seed ?? 42);
+    this.rnd = () => next() / 4294967296;
     this.diskPath = path.join(opts.dir, 'guest-disk.raw');
     this.efiPath = path.join(opts.dir, 'guest-efivars.raw');
     this.stage = path.join(opts.dir, 'stage');

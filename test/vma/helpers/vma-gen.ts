@@ -15,17 +15,9 @@ export const KiB = 1024;
 export const CL = 65536;
 export const BL = 4096;
 
-/** mulberry32: a small deterministic PRNG; returns uint32 values. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+import { prng } from '../../../src/util/prng';
+
+export { prng };
 
 export function randInt(rnd: () => number, n: number): number {
   return rnd() % n;

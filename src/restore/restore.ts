@@ -79,9 +79,8 @@ export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compr
 
 export async function restoreBackup(store: BackupStore, req: RestoreRequest): Promise<RestoreResult> {
   const what = `${req.vmid}/${req.timestamp}`;
-  // resolve first, so a wrong name fails before any output file exists
-  await store.get(req.vmid, req.timestamp);
   const t0 = process.hrtime.bigint();
+  // resolves the backup (NotFoundError) before any output file exists
   const view = await store.openSnapshot(req.vmid, req.timestamp);
   let bytes = 0;
   let created = false;

@@ -83,7 +83,6 @@ export async function verifyBackupDir(dir: string, what: string): Promise<Verify
 }
 
 export async function verifyBackup(store: BackupStore, vmid: number, timestamp: string): Promise<VerifyResult> {
-  await store.get(vmid, timestamp);
   const view = await store.openSnapshot(vmid, timestamp);
   try {
     return await verifyBackupDir(view.dir, `${vmid}/${timestamp}`);

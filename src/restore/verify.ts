@@ -13,10 +13,12 @@ import * as path from 'node:path';
 import { IntegrityError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
+import { imageClusters } from './image-clusters';
 
 const CLUSTER = 65536;
 const DIGEST = 32;
-const READ = 1 << 20;
+/** digest entries read at a time (32 KiB, covering 64 MiB of disk) */
+const SUMS_BATCH = 1024;
 
 export interface VerifyResult {
   disks: number;
@@ -25,44 +27,34 @@ export interface VerifyResult {
 }
 
 async function verifyDisk(image: string, digests: string, size: number, digestOfDigests: string): Promise<number> {
+  const clusters = Math.ceil(size / CLUSTER);
   const sums = await fs.promises.open(digests, 'r');
-  const img = await fs.promises.open(image, 'r');
   try {
-    const clusters = Math.ceil(size / CLUSTER);
     const st = await sums.stat();
     if (st.size !== clusters * DIGEST) throw new IntegrityError(`digest file '${digests}' has ${st.size} bytes, expected ${clusters * DIGEST}`, digests);
     const whole = createHash('sha256');
-    const buf = Buffer.alloc(READ);
-    const sumBuf = Buffer.alloc((READ / CLUSTER) * DIGEST);
-    let cluster = 0;
-    for (let pos = 0; pos < size; pos += READ) {
-      const want = Math.min(READ, size - pos);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await img.read(buf, got, want - got, pos + got);
-        if (bytesRead === 0) throw new IntegrityError(`disk image '${image}' ends at ${pos + got} of ${size} bytes`, image);
-        got += bytesRead;
+    const sumBuf = Buffer.alloc(SUMS_BATCH * DIGEST);
+    let batchStart = -SUMS_BATCH;
+    // the image is read by the same read-ahead reader restore uses; clusters arrive in order
+    for await (const c of imageClusters([{ path: image, size }], { sizeCheck: 'exact' })) {
+      if (c.cluster >= batchStart + SUMS_BATCH) {
+        batchStart = c.cluster;
+        const n = Math.min(SUMS_BATCH, clusters - batchStart) * DIGEST;
+        await sums.read(sumBuf, 0, n, batchStart * DIGEST);
+        whole.update(sumBuf.subarray(0, n));
       }
-      const n = Math.ceil(want / CLUSTER);
-      await sums.read(sumBuf, 0, n * DIGEST, cluster * DIGEST);
-      whole.update(sumBuf.subarray(0, n * DIGEST));
-      for (let i = 0; i < n; i++) {
-        const lo = i * CLUSTER;
-        const hi = Math.min(lo + CLUSTER, want);
-        const h = createHash('sha256').update(buf.subarray(lo, hi));
-        if (hi - lo < CLUSTER) h.update(Buffer.alloc(CLUSTER - (hi - lo)));
-        if (!h.digest().equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
-          throw new IntegrityError(`disk image '${image}': cluster ${cluster + i} (offset ${(cluster + i) * CLUSTER}) does not match its digest`, image);
-        }
+      const h = createHash('sha256').update(c.data);
+      if (c.data.length < CLUSTER) h.update(Buffer.alloc(CLUSTER - c.data.length));
+      const i = c.cluster - batchStart;
+      if (!h.digest().equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
+        throw new IntegrityError(`disk image '${image}': cluster ${c.cluster} (offset ${c.cluster * CLUSTER}) does not match its digest`, image);
       }
-      cluster += n;
     }
     if (whole.digest('hex') !== digestOfDigests) {
       throw new IntegrityError(`digest file '${digests}' does not match the manifest`, digests);
     }
     return clusters;
   } finally {
-    await img.close();
     await sums.close();
   }
 }

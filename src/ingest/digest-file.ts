@@ -13,6 +13,8 @@
 import { createHash, webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import { IoError } from '../errors';
+import { expandCluster } from '../vma/reader';
+import type { VmaCluster } from '../vma/types';
 
 export const DIGEST_SIZE = 32;
 export const CLUSTER_SIZE = 65536;
@@ -157,41 +159,19 @@ export class DigestFile {
   }
 }
 
-/** SHA-256 of a full 64 KiB cluster given as its 16-bit mask and the present 4 KiB blocks. */
-export function clusterDigest(mask: number, blocks: Buffer): Buffer {
-  if (mask === 0) return ZERO_CLUSTER_DIGEST;
-  if (mask === 0xffff) return createHash('sha256').update(blocks).digest();
-  const h = createHash('sha256');
-  let pos = 0;
-  for (let j = 0; j < 16; j++) {
-    if (mask & (1 << j)) {
-      h.update(blocks.subarray(pos, pos + 4096));
-      pos += 4096;
-    } else {
-      h.update(ZERO_BLOCK);
-    }
-  }
-  return h.digest();
-}
-
 export const ZERO_BLOCK: Buffer = Buffer.alloc(4096);
+
+/** SHA-256 of a full 64 KiB cluster (absent blocks are zeros). */
+export function clusterDigest(c: VmaCluster): Buffer {
+  if (c.mask === 0) return ZERO_CLUSTER_DIGEST;
+  return createHash('sha256').update(expandCluster(c)).digest();
+}
 
 /**
  * The same digest as {@link clusterDigest}, computed on libuv's thread pool (WebCrypto), so the
  * main thread stays free to drain the decompressor's pipe while clusters are hashed.
  */
-export async function clusterDigestAsync(mask: number, blocks: Buffer): Promise<Buffer> {
-  if (mask === 0) return ZERO_CLUSTER_DIGEST;
-  let input = blocks;
-  if (mask !== 0xffff) {
-    input = Buffer.alloc(CLUSTER_SIZE);
-    let pos = 0;
-    for (let j = 0; j < 16; j++) {
-      if (mask & (1 << j)) {
-        blocks.copy(input, j * 4096, pos, pos + 4096);
-        pos += 4096;
-      }
-    }
-  }
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', input));
+export async function clusterDigestAsync(c: VmaCluster): Promise<Buffer> {
+  if (c.mask === 0) return ZERO_CLUSTER_DIGEST;
+  return Buffer.from(await webcrypto.subtle.digest('SHA-256', expandCluster(c)));
 }

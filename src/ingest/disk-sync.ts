@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IoError } from '../errors';
 import type { VmaCluster } from '../vma/types';
+import { expandCluster } from '../vma/reader';
 import { CLUSTER_SIZE, DigestFile, ZERO_BLOCK, ZERO_CLUSTER_DIGEST, clusterDigest } from './digest-file';
 
 const BLOCK = 4096;
@@ -51,7 +52,6 @@ export class DiskSync {
   private readonly lastCluster: number;
   private readonly tailBytes: number;
   private readonly oldBuf = Buffer.alloc(CLUSTER_SIZE);
-  private readonly newBuf = Buffer.alloc(CLUSTER_SIZE);
 
   constructor(
     dir: string,
@@ -99,60 +99,43 @@ export class DiskSync {
     this.stats.clusters++;
     const base = c.cluster * CLUSTER_SIZE;
     const partial = c.cluster === this.lastCluster && this.tailBytes !== 0;
+    let full: Buffer | undefined;
     let digest: Buffer;
     if (partial) {
       // bytes past the disk end count as zeros, whatever the archive carried there
-      this.expandInto(c, this.newBuf);
-      this.newBuf.fill(0, this.tailBytes);
-      digest = createHash('sha256').update(this.newBuf).digest();
+      full = Buffer.alloc(CLUSTER_SIZE);
+      expandCluster(c).copy(full, 0, 0, this.tailBytes);
+      digest = createHash('sha256').update(full).digest();
     } else {
-      digest = precomputed ?? clusterDigest(c.mask, c.blocks);
+      digest = precomputed ?? clusterDigest(c);
     }
     if (this.trustDigests && this.digests.matches(c.cluster, digest)) {
       this.stats.unchanged++;
       return;
     }
+    full ??= expandCluster(c);
     const oldKnownZero = this.trustDigests && this.digests.matches(c.cluster, ZERO_CLUSTER_DIGEST);
     const limit = partial ? this.tailBytes : CLUSTER_SIZE;
     if (!oldKnownZero) {
       this.readOld(base, limit);
       this.stats.compared++;
     }
-    if (!partial) this.expandInto(c, this.newBuf);
     let runStart = -1;
     for (let j = 0; j <= BLOCKS_PER_CLUSTER; j++) {
       let differs = false;
       if (j < BLOCKS_PER_CLUSTER && j * BLOCK < limit) {
         const lo = j * BLOCK;
         const hi = lo + BLOCK;
-        differs = oldKnownZero
-          ? !this.newBuf.subarray(lo, hi).equals(ZERO_BLOCK)
-          : this.newBuf.compare(this.oldBuf, lo, hi, lo, hi) !== 0;
+        differs = oldKnownZero ? !full.subarray(lo, hi).equals(ZERO_BLOCK) : full.compare(this.oldBuf, lo, hi, lo, hi) !== 0;
       }
       if (differs) {
         if (runStart < 0) runStart = j;
       } else if (runStart >= 0) {
-        this.writeRun(base, runStart, j, limit);
+        this.writeRun(full, base, runStart, j, limit);
         runStart = -1;
       }
     }
     this.digests.set(c.cluster, digest);
-  }
-
-  private expandInto(c: VmaCluster, out: Buffer): void {
-    if (c.mask === 0xffff) {
-      c.blocks.copy(out, 0, 0, CLUSTER_SIZE);
-      return;
-    }
-    let pos = 0;
-    for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
-      if (c.mask & (1 << j)) {
-        c.blocks.copy(out, j * BLOCK, pos, pos + BLOCK);
-        pos += BLOCK;
-      } else {
-        out.fill(0, j * BLOCK, (j + 1) * BLOCK);
-      }
-    }
   }
 
   private readOld(base: number, limit: number): void {
@@ -170,12 +153,12 @@ export class DiskSync {
     this.stats.bytesRead += got;
   }
 
-  private writeRun(base: number, from: number, to: number, limit: number): void {
+  private writeRun(data: Buffer, base: number, from: number, to: number, limit: number): void {
     const lo = from * BLOCK;
     const hi = Math.min(to * BLOCK, limit);
     let done = 0;
     try {
-      while (lo + done < hi) done += fs.writeSync(this.fd, this.newBuf, lo + done, hi - lo - done, base + lo + done);
+      while (lo + done < hi) done += fs.writeSync(this.fd, data, lo + done, hi - lo - done, base + lo + done);
     } catch (e) {
       throw new IoError(`cannot write '${this.imagePath}' at offset ${base + lo + done}: ${(e as Error).message}`, this.imagePath, { cause: e });
     }

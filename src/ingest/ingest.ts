@@ -224,7 +224,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     // the decompressor's output, so decompression and hashing run side by side
     let batch: VmaCluster[] = [];
     const flush = async (): Promise<void> => {
-      const digests = await Promise.all(batch.map((c) => clusterDigestAsync(c.mask, c.blocks)));
+      const digests = await Promise.all(batch.map((c) => clusterDigestAsync(c)));
       for (const [i, c] of batch.entries()) {
         const sync = syncs.get(c.devId);
         if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${c.devId}`, 0, 'dev_id');

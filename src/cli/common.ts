@@ -4,6 +4,8 @@
  * Commands live in their own files and only wire layers together.
  */
 import { EXIT_CODES, VzError } from '../errors';
+import { humanBytes } from '../util/format';
+import { formatTable as layoutTable } from '../util/table';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
 
@@ -37,22 +39,10 @@ export function printJson(value: unknown, format: OutputFormat): void {
 /** Aligned text table with a header row (or tab-separated without header for -H). */
 export function formatTable(header: string[], rows: string[][], opts: { noHeader?: boolean } = {}): string {
   if (opts.noHeader) return rows.map((r) => r.join('\t') + '\n').join('');
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd() + '\n';
-  return line(header) + rows.map(line).join('');
+  return layoutTable({ columns: header.map((title) => ({ title })), rows, rule: false });
 }
 
-/** Human size, binary units, as PVE shows them ("1.50 GiB"). */
-export function humanBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(2)} ${units[i]}`;
-}
+export { humanBytes };
 
 let jsonErrors = false;
 /** In JSON mode a failure is written as one `{code, message}` object on stderr. */

@@ -18,6 +18,8 @@ import { BackupStore } from '../store/store';
 import { createFilePool, destroyPool, ensureZfsRunning } from '../store/pool';
 import { ingestArchive } from '../ingest/ingest';
 import { restoreBackup } from '../restore/restore';
+import { humanBytes } from '../util/format';
+import { formatTable } from '../util/table';
 import { BackupSeries, type DayArchive } from './series';
 
 export interface DemoOptions {
@@ -43,19 +45,9 @@ export interface DemoRow {
   blocksWritten: number;
 }
 
-function human(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
-}
+const human = (n: number): string => humanBytes(n, 1);
 
 export function formatDemoTable(rows: DemoRow[]): string {
-  const header = ['day', 'backup time', 'disk size', '.vma.zst', 'snapshot delta', 'saving', 'ingest'];
   const body = rows.map((r) => [
     String(r.day),
     r.timestamp,
@@ -68,9 +60,11 @@ export function formatDemoTable(rows: DemoRow[]): string {
   const totalArchive = rows.reduce((s, r) => s + r.archiveSize, 0);
   const totalDelta = rows.reduce((s, r) => s + r.delta, 0);
   body.push(['all', '', '', human(totalArchive), human(totalDelta), `${((1 - totalDelta / totalArchive) * 100).toFixed(1)} %`, '']);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ') + '\n';
-  return line(header) + line(widths.map((w) => '-'.repeat(w))) + body.map(line).join('');
+  const right = (title: string) => ({ title, align: 'right' as const });
+  return formatTable({
+    columns: [{ title: 'day' }, { title: 'backup time' }, right('disk size'), right('.vma.zst'), right('snapshot delta'), right('saving'), right('ingest')],
+    rows: body,
+  });
 }
 
 /** Restores the last backup as .vma.zst and compares configs and every disk byte with the guest's images. */

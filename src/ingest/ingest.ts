@@ -111,25 +111,23 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
 }
 
 function checkHeader(header: VmaHeader, fileName: string): void {
+  const configNames = new Set<string>();
   for (const c of header.configs) {
     assertSafeName(c.name, `config name in '${fileName}'`);
     if (RESERVED_NAMES.has(c.name) || c.name.startsWith('disk-')) {
       throw new UnsafeNameError(`'${fileName}': config name '${c.name}' collides with a file name vzdump-zfs keeps in the guest dataset`, c.name);
     }
+    if (configNames.has(c.name)) throw new VmaFormatError(`'${fileName}' holds config '${c.name}' twice`, 0, 'config_names');
+    configNames.add(c.name);
   }
-  const seen = new Set<string>();
+  const devNames = new Set<string>();
   for (const d of header.devices) {
     assertSafeName(d.name, `device name in '${fileName}'`);
     if (d.name === 'vmstate') {
       throw new VmaFormatError(`'${fileName}' holds a vmstate (RAM) stream, which vzdump-zfs does not store`, 0, 'dev_info');
     }
-    if (seen.has(d.name)) throw new VmaFormatError(`'${fileName}' declares device '${d.name}' twice`, 0, 'dev_info');
-    seen.add(d.name);
-  }
-  const configNames = new Set<string>();
-  for (const c of header.configs) {
-    if (configNames.has(c.name)) throw new VmaFormatError(`'${fileName}' holds config '${c.name}' twice`, 0, 'config_names');
-    configNames.add(c.name);
+    if (devNames.has(d.name)) throw new VmaFormatError(`'${fileName}' declares device '${d.name}' twice`, 0, 'dev_info');
+    devNames.add(d.name);
   }
 }
 

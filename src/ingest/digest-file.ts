@@ -1,6 +1,6 @@
 /**
- * A per-disk file of cluster digests: entry i is the SHA-256 of the disk's 64 KiB cluster i
- * (bytes past the disk end count as zeros). It lives beside the raw image in the guest dataset,
+ * A per-disk file of cluster digests: entry i is the digest (src/store/cluster-digest.ts) of the
+ * disk's 64 KiB cluster i (bytes past the disk end count as zeros). It lives beside the raw image in the guest dataset,
  * so every snapshot carries the digests of exactly its own data.
  *
  * Owns paging: entries are read and written through a small LRU of fixed pages, so memory stays
@@ -10,19 +10,16 @@
  * Leaves the meaning of a mismatch to the caller (ingest treats a match as "unchanged", verify as
  * "intact").
  */
-import { createHash, webcrypto } from 'node:crypto';
 import * as fs from 'node:fs';
 import { IoError } from '../errors';
+import { CLUSTER_SIZE, DIGEST_SIZE, type DigestAlgorithm, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
 import { expandCluster } from '../vma/reader';
 import type { VmaCluster } from '../vma/types';
 
-export const DIGEST_SIZE = 32;
-export const CLUSTER_SIZE = 65536;
+export { CLUSTER_SIZE, DIGEST_SIZE };
 const ENTRIES_PER_PAGE = 8192; // 256 KiB page, covers 512 MiB of disk
 const PAGE_BYTES = ENTRIES_PER_PAGE * DIGEST_SIZE;
 const MAX_PAGES = 32; // 8 MiB of digests in memory at most
-
-export const ZERO_CLUSTER_DIGEST: Buffer = createHash('sha256').update(Buffer.alloc(CLUSTER_SIZE)).digest();
 
 interface Page {
   data: Buffer;
@@ -33,18 +30,23 @@ export class DigestFile {
   private readonly fd: number;
   private readonly pages = new Map<number, Page>();
   private closed = false;
+  /** the digest of an all-zero cluster: what entries past the file's end hold */
+  private readonly zero: Buffer;
 
   /** Opens (creating if needed) the digest file of a disk with `clusters` clusters and sets its length. */
   constructor(
     readonly path: string,
     readonly clusters: number,
+    readonly algorithm: DigestAlgorithm,
   ) {
+    this.zero = zeroClusterDigest(algorithm);
     try {
       this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o644);
       const st = fs.fstatSync(this.fd);
       const want = clusters * DIGEST_SIZE;
       if (st.size > want) fs.ftruncateSync(this.fd, want);
-      this.fileLength = Math.min(st.size, want);
+      // whole entries only (a torn last entry is rewritten)
+      this.fileLength = Math.min(st.size - (st.size % DIGEST_SIZE), want);
     } catch (e) {
       throw new IoError(`cannot open digest file '${path}': ${(e as Error).message}`, path, { cause: e });
     }
@@ -72,7 +74,7 @@ export class DigestFile {
         got += n;
       }
     }
-    for (let off = got - (got % DIGEST_SIZE); off < PAGE_BYTES; off += DIGEST_SIZE) ZERO_CLUSTER_DIGEST.copy(data, off);
+    for (let off = got - (got % DIGEST_SIZE); off < PAGE_BYTES; off += DIGEST_SIZE) this.zero.copy(data, off);
     p = { data, dirty: false };
     this.pages.set(index, p);
     if (this.pages.size > MAX_PAGES) this.evictOldest();
@@ -87,11 +89,27 @@ export class DigestFile {
 
   private writePage(index: number, p: Page): void {
     const start = index * PAGE_BYTES;
+    // pages between the file's end and this one were never loaded: give them their implicit
+    // zero-cluster digests first, or the file would have a hole that reads as zero bytes
+    if (start > this.fileLength) this.fillZeroDigests(this.fileLength, start);
     const len = Math.min(PAGE_BYTES, this.clusters * DIGEST_SIZE - start);
     let done = 0;
     while (done < len) done += fs.writeSync(this.fd, p.data, done, len - done, start + done);
     this.fileLength = Math.max(this.fileLength, start + len);
     p.dirty = false;
+  }
+
+  /** Writes zero-cluster digests over [from, to) of the file (both entry-aligned). */
+  private fillZeroDigests(from: number, to: number): void {
+    const chunk = Buffer.alloc(Math.min(PAGE_BYTES, to - from));
+    for (let off = 0; off < chunk.length; off += DIGEST_SIZE) this.zero.copy(chunk, off);
+    let pos = from;
+    while (pos < to) {
+      const n = Math.min(chunk.length, to - pos);
+      let done = 0;
+      while (done < n) done += fs.writeSync(this.fd, chunk, done, n - done, pos + done);
+      pos += n;
+    }
   }
 
   private check(cluster: number): void {
@@ -134,14 +152,7 @@ export class DigestFile {
       // materialise implicit zero-digest entries so the file always has one entry per cluster
       const want = this.clusters * DIGEST_SIZE;
       if (this.fileLength < want) {
-        const chunk = Buffer.alloc(PAGE_BYTES);
-        for (let off = 0; off < PAGE_BYTES; off += DIGEST_SIZE) ZERO_CLUSTER_DIGEST.copy(chunk, off);
-        let pos = this.fileLength;
-        while (pos < want) {
-          const n = Math.min(PAGE_BYTES, want - pos);
-          fs.writeSync(this.fd, chunk, 0, n, pos);
-          pos += n;
-        }
+        this.fillZeroDigests(this.fileLength, want);
         this.fileLength = want;
       }
     } finally {
@@ -161,17 +172,8 @@ export class DigestFile {
 
 export const ZERO_BLOCK: Buffer = Buffer.alloc(4096);
 
-/** SHA-256 of a full 64 KiB cluster (absent blocks are zeros). */
-export function clusterDigest(c: VmaCluster): Buffer {
-  if (c.mask === 0) return ZERO_CLUSTER_DIGEST;
-  return createHash('sha256').update(expandCluster(c)).digest();
-}
-
-/**
- * The same digest as {@link clusterDigest}, computed on libuv's thread pool (WebCrypto), so the
- * main thread stays free to drain the decompressor's pipe while clusters are hashed.
- */
-export async function clusterDigestAsync(c: VmaCluster): Promise<Buffer> {
-  if (c.mask === 0) return ZERO_CLUSTER_DIGEST;
-  return Buffer.from(await webcrypto.subtle.digest('SHA-256', expandCluster(c)));
+/** Digest of a full 64 KiB cluster (absent blocks are zeros). */
+export function clusterDigest(alg: DigestAlgorithm, c: VmaCluster): Buffer {
+  if (c.mask === 0) return zeroClusterDigest(alg);
+  return hashCluster(alg, expandCluster(c));
 }

@@ -2,25 +2,33 @@
  * Brings one raw disk image in a guest dataset up to date with the clusters of a new backup,
  * writing only the 4 KiB blocks that differ.
  *
- * For each incoming cluster it first compares the cluster's SHA-256 with the digest recorded at the
- * last ingest (digest-file.ts): equal means unchanged, and the old image is not read at all. Only
- * on a mismatch is the old cluster read and compared block by block; adjacent differing blocks are
- * written with one positional write. Bytes past the disk end count as zeros everywhere.
+ * For each incoming cluster it first compares the cluster's digest (BLAKE3, see
+ * src/store/cluster-digest.ts) with the one recorded at the last ingest (digest-file.ts): equal
+ * means unchanged, and the old image is not read at all. Only on a mismatch is the old cluster
+ * read and compared block by block; adjacent differing blocks are written with one positional
+ * write. Bytes past the disk end count as zeros everywhere.
  *
  * Owns the image file `disk-<name>.raw` (sparse, exactly the disk size) and its digest file. Does
- * not decide what a failure means: the caller rolls the dataset back. Synchronous positional I/O
- * per cluster, so memory is one cluster whatever the disk size.
+ * not decide what a failure means: the caller rolls the dataset back.
+ *
+ * Hashing runs on the caller's thread; the reads and writes of changed clusters run on libuv's
+ * thread pool, at most MAX_IN_FLIGHT clusters at a time, so the pool's latency overlaps hashing
+ * and decompression. The caller keeps to that bound with `ready()` and ends with `close()`,
+ * which waits for every write; the first I/O error is thrown by the next `ready()`/`close()`.
+ * Memory: at most MAX_IN_FLIGHT clusters of new and old data, whatever the disk size.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IoError } from '../errors';
 import type { VmaCluster } from '../vma/types';
 import { expandCluster } from '../vma/reader';
-import { CLUSTER_SIZE, DigestFile, ZERO_BLOCK, ZERO_CLUSTER_DIGEST, clusterDigest } from './digest-file';
+import { DIGEST_ALGORITHM, type DigestAlgorithm, digestFileName, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
+import { CLUSTER_SIZE, DigestFile, ZERO_BLOCK, clusterDigest } from './digest-file';
 
 const BLOCK = 4096;
 const BLOCKS_PER_CLUSTER = 16;
+/** changed clusters being read/compared/written at once (4 MiB of data at most) */
+const MAX_IN_FLIGHT = 32;
 
 export interface DiskSyncStats {
   clusters: number;
@@ -38,28 +46,49 @@ export function diskImageName(devName: string): string {
   return `disk-${devName}.raw`;
 }
 
-export function digestFileName(devName: string): string {
-  return `disk-${devName}.sha256`;
+export { digestFileName };
+
+export interface DiskSyncOptions {
+  /** digest algorithm of the digest file (default: what new ingests write) */
+  algorithm?: DigestAlgorithm;
+}
+
+function pread(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 export class DiskSync {
   readonly stats: DiskSyncStats = { clusters: 0, unchanged: 0, compared: 0, blocksWritten: 0, bytesRead: 0, bytesWritten: 0 };
   readonly imagePath: string;
+  readonly algorithm: DigestAlgorithm;
   private readonly fd: number;
   private readonly digests: DigestFile;
+  private readonly zeroDigest: Buffer;
   /** false when an image exists without digests: every cluster is then read and compared */
   private readonly trustDigests: boolean;
   private readonly lastCluster: number;
   private readonly tailBytes: number;
-  private readonly oldBuf = Buffer.alloc(CLUSTER_SIZE);
+  /** old-cluster buffers not in use (one per in-flight compare) */
+  private readonly spare: Buffer[] = [];
+  private inFlight = 0;
+  private failure: unknown;
+  private wake: (() => void) | undefined;
+  private closed = false;
 
   constructor(
     dir: string,
     readonly devName: string,
     readonly size: number,
+    opts: DiskSyncOptions = {},
   ) {
+    this.algorithm = opts.algorithm ?? DIGEST_ALGORITHM;
+    this.zeroDigest = zeroClusterDigest(this.algorithm);
     this.imagePath = path.join(dir, diskImageName(devName));
-    const digestPath = path.join(dir, digestFileName(devName));
+    const digestPath = path.join(dir, digestFileName(devName, this.algorithm));
     const clusters = Math.ceil(size / CLUSTER_SIZE);
     this.lastCluster = clusters - 1;
     this.tailBytes = size % CLUSTER_SIZE;
@@ -83,19 +112,26 @@ export class DiskSync {
       throw new IoError(`cannot open disk image '${this.imagePath}': ${(e as Error).message}`, this.imagePath, { cause: e });
     }
     try {
-      this.digests = new DigestFile(digestPath, clusters);
+      this.digests = new DigestFile(digestPath, clusters, this.algorithm);
     } catch (e) {
       fs.closeSync(this.fd);
       throw e;
     }
   }
 
+  /** True while MAX_IN_FLIGHT clusters are being written: await `ready()` before the next apply. */
+  get busy(): boolean {
+    return this.inFlight >= MAX_IN_FLIGHT;
+  }
+
   /**
-   * Applies one cluster of the new backup. `digest` may be given when the caller computed it
-   * already (clusterDigestAsync); the device's partial last cluster is always hashed here, with
-   * the bytes past the disk end zeroed.
+   * Applies one cluster of the new backup: hashes it here, and when it changed starts its
+   * read-compare-write on the thread pool. The cluster's buffers must stay unchanged until
+   * `close()` (the VMA reader never reuses them). The device's partial last cluster is hashed
+   * with the bytes past the disk end zeroed.
    */
-  apply(c: VmaCluster, precomputed?: Buffer): void {
+  apply(c: VmaCluster): void {
+    if (this.failure) throw this.failure;
     this.stats.clusters++;
     const base = c.cluster * CLUSTER_SIZE;
     const partial = c.cluster === this.lastCluster && this.tailBytes !== 0;
@@ -105,60 +141,95 @@ export class DiskSync {
       // bytes past the disk end count as zeros, whatever the archive carried there
       full = Buffer.alloc(CLUSTER_SIZE);
       expandCluster(c).copy(full, 0, 0, this.tailBytes);
-      digest = createHash('sha256').update(full).digest();
+      digest = hashCluster(this.algorithm, full);
     } else {
-      digest = precomputed ?? clusterDigest(c);
+      digest = clusterDigest(this.algorithm, c);
     }
     if (this.trustDigests && this.digests.matches(c.cluster, digest)) {
       this.stats.unchanged++;
       return;
     }
     full ??= expandCluster(c);
-    const oldKnownZero = this.trustDigests && this.digests.matches(c.cluster, ZERO_CLUSTER_DIGEST);
-    const limit = partial ? this.tailBytes : CLUSTER_SIZE;
-    if (!oldKnownZero) {
-      this.readOld(base, limit);
-      this.stats.compared++;
-    }
-    let runStart = -1;
-    for (let j = 0; j <= BLOCKS_PER_CLUSTER; j++) {
-      let differs = false;
-      if (j < BLOCKS_PER_CLUSTER && j * BLOCK < limit) {
-        const lo = j * BLOCK;
-        const hi = lo + BLOCK;
-        differs = oldKnownZero ? !full.subarray(lo, hi).equals(ZERO_BLOCK) : full.compare(this.oldBuf, lo, hi, lo, hi) !== 0;
-      }
-      if (differs) {
-        if (runStart < 0) runStart = j;
-      } else if (runStart >= 0) {
-        this.writeRun(full, base, runStart, j, limit);
-        runStart = -1;
-      }
-    }
+    const oldKnownZero = this.trustDigests && this.digests.matches(c.cluster, this.zeroDigest);
     this.digests.set(c.cluster, digest);
+    this.inFlight++;
+    this.syncCluster(full, base, partial ? this.tailBytes : CLUSTER_SIZE, oldKnownZero).then(
+      () => this.settled(),
+      (e: unknown) => {
+        this.failure ??= e;
+        this.settled();
+      },
+    );
   }
 
-  private readOld(base: number, limit: number): void {
+  private settled(): void {
+    this.inFlight--;
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
+  }
+
+  /** Resolves once fewer than MAX_IN_FLIGHT clusters are in flight; throws the first I/O error. */
+  async ready(): Promise<void> {
+    while (this.inFlight >= MAX_IN_FLIGHT && !this.failure) await new Promise<void>((r) => (this.wake = r));
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for every in-flight cluster (errors are kept in `failure`). */
+  private async drain(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((r) => (this.wake = r));
+  }
+
+  /** Reads the old bytes of the cluster (unless known to be zero), compares, writes differing runs. */
+  private async syncCluster(full: Buffer, base: number, limit: number, oldKnownZero: boolean): Promise<void> {
+    let old: Buffer | undefined;
+    if (!oldKnownZero) {
+      old = this.spare.pop() ?? Buffer.allocUnsafe(CLUSTER_SIZE);
+      await this.readOld(old, base, limit);
+      this.stats.compared++;
+    }
+    try {
+      let runStart = -1;
+      for (let j = 0; j <= BLOCKS_PER_CLUSTER; j++) {
+        let differs = false;
+        if (j < BLOCKS_PER_CLUSTER && j * BLOCK < limit) {
+          const lo = j * BLOCK;
+          const hi = lo + BLOCK;
+          differs = old ? full.compare(old, lo, hi, lo, hi) !== 0 : !full.subarray(lo, hi).equals(ZERO_BLOCK);
+        }
+        if (differs) {
+          if (runStart < 0) runStart = j;
+        } else if (runStart >= 0) {
+          await this.writeRun(full, base, runStart, j, limit);
+          runStart = -1;
+        }
+      }
+    } finally {
+      if (old) this.spare.push(old);
+    }
+  }
+
+  private async readOld(buf: Buffer, base: number, limit: number): Promise<void> {
     let got = 0;
     try {
       while (got < limit) {
-        const n = fs.readSync(this.fd, this.oldBuf, got, limit - got, base + got);
+        const n = await pread(this.fd, buf, got, limit - got, base + got);
         if (n === 0) break;
         got += n;
       }
     } catch (e) {
       throw new IoError(`cannot read '${this.imagePath}' at offset ${base + got}: ${(e as Error).message}`, this.imagePath, { cause: e });
     }
-    this.oldBuf.fill(0, got);
+    buf.fill(0, got);
     this.stats.bytesRead += got;
   }
 
-  private writeRun(data: Buffer, base: number, from: number, to: number, limit: number): void {
+  private async writeRun(data: Buffer, base: number, from: number, to: number, limit: number): Promise<void> {
     const lo = from * BLOCK;
     const hi = Math.min(to * BLOCK, limit);
     let done = 0;
     try {
-      while (lo + done < hi) done += fs.writeSync(this.fd, data, lo + done, hi - lo - done, base + lo + done);
+      while (lo + done < hi) done += await pwrite(this.fd, data, lo + done, hi - lo - done, base + lo + done);
     } catch (e) {
       throw new IoError(`cannot write '${this.imagePath}' at offset ${base + lo + done}: ${(e as Error).message}`, this.imagePath, { cause: e });
     }
@@ -166,23 +237,31 @@ export class DiskSync {
     this.stats.bytesWritten += hi - lo;
   }
 
-  /** Flushes digests and closes both files. */
-  close(): DiskSyncStats {
-    try {
-      this.digests.close();
-    } finally {
-      fs.closeSync(this.fd);
+  /** Waits for every write, flushes digests and closes both files; throws the first I/O error. */
+  async close(): Promise<DiskSyncStats> {
+    await this.drain();
+    if (this.failure) {
+      this.closeFiles(false);
+      throw this.failure;
     }
+    this.closeFiles(true);
     return this.stats;
   }
 
-  /** Closes both files after a failure, writing nothing more. */
-  discard(): void {
-    this.digests.discard();
+  /** After a failure: waits for in-flight I/O (so no write lands after the fd is closed), then closes without writing more. */
+  async discard(): Promise<void> {
+    await this.drain();
+    this.closeFiles(false);
+  }
+
+  private closeFiles(keepDigests: boolean): void {
+    if (this.closed) return;
+    this.closed = true;
     try {
+      if (keepDigests) this.digests.close();
+      else this.digests.discard();
+    } finally {
       fs.closeSync(this.fd);
-    } catch {
-      /* already closed */
     }
   }
 }

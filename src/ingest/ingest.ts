@@ -19,15 +19,19 @@ import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { openArchive } from '../archive/compression';
 import { readVma } from '../vma/reader';
 import { assertSafeName } from '../vma/names';
-import type { VmaCluster, VmaHeader } from '../vma/types';
+import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
-import { DiskSync, type DiskSyncStats, diskImageName, digestFileName } from './disk-sync';
-import { clusterDigestAsync } from './digest-file';
+import { DiskSync, type DiskSyncStats, diskImageName } from './disk-sync';
+import { DIGEST_ALGORITHM, digestFileName, isDigestFileName } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
-/** clusters hashed together on the thread pool (64 x 64 KiB = 4 MiB in flight) */
-const DIGEST_BATCH = 64;
+/**
+ * Clusters applied between two turns of the event loop: each turn lets Node read the
+ * decompressor's pipe (which holds only ~200 KiB) and finish pool writes, so decompression runs
+ * on while this thread hashes (without it the decompressor stalls on a full pipe).
+ */
+const YIELD_EVERY = 4;
 const TIMESTAMP_RE = /^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/;
 const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE]);
 
@@ -178,7 +182,7 @@ function removeStale(dir: string, keep: Set<string>, previous: Manifest | undefi
     if (previous.log) candidates.add(previous.log);
   }
   for (const f of fs.readdirSync(dir)) {
-    if (/^disk-.+\.(raw|sha256)$/.test(f)) candidates.add(f);
+    if (/^disk-.+\.raw$/.test(f) || isDigestFileName(f)) candidates.add(f);
   }
   for (const f of candidates) {
     if (!keep.has(f)) fs.rmSync(path.join(dir, f), { force: true });
@@ -218,21 +222,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     let header: VmaHeader | undefined;
     let totalClusters = 0;
     let applied = 0;
-    // clusters are hashed in batches on the thread pool; meanwhile the event loop keeps reading
-    // the decompressor's output, so decompression and hashing run side by side
-    let batch: VmaCluster[] = [];
-    const flush = async (): Promise<void> => {
-      const digests = await Promise.all(batch.map((c) => clusterDigestAsync(c)));
-      for (const [i, c] of batch.entries()) {
-        const sync = syncs.get(c.devId);
-        if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${c.devId}`, 0, 'dev_id');
-        sync.apply(c, digests[i]);
-      }
-      applied += batch.length;
-      batch = [];
-      if (req.onProgress) req.onProgress({ clusters: applied, totalClusters });
-      if (req.signal?.aborted) throw new VzError(`ingest of '${fileName}' was cancelled`);
-    };
+    let sinceYield = 0;
     for await (const rec of records) {
       if (rec.type === 'header') {
         header = rec.header;
@@ -249,10 +239,19 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         }
         continue;
       }
-      batch.push(rec);
-      if (batch.length >= DIGEST_BATCH) await flush();
+      const sync = syncs.get(rec.devId);
+      if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${rec.devId}`, 0, 'dev_id');
+      sync.apply(rec);
+      applied++;
+      if (sync.busy) await sync.ready();
+      if (++sinceYield >= YIELD_EVERY) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (req.signal?.aborted) throw new VzError(`ingest of '${fileName}' was cancelled`);
+        if (req.onProgress && applied % 1024 === 0) req.onProgress({ clusters: applied, totalClusters });
+      }
     }
-    await flush();
+    req.onProgress?.({ clusters: applied, totalClusters });
     if (!header) throw new VmaFormatError(`${label}: empty archive`, 0, 'magic');
 
     const stats: IngestStats = {
@@ -270,7 +269,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     for (const d of header.devices) {
       const sync = syncs.get(d.id)!;
       syncs.delete(d.id);
-      const s: DiskSyncStats = sync.close();
+      const s: DiskSyncStats = await sync.close();
       stats.diskBytes += d.size;
       stats.clusters += s.clusters;
       stats.clustersUnchanged += s.unchanged;
@@ -284,6 +283,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         size: d.size,
         image: diskImageName(d.name),
         digests: digestFileName(d.name),
+        digestAlgorithm: DIGEST_ALGORITHM,
         digestOfDigests: sha256File(path.join(w.dir, digestFileName(d.name))),
       });
     }
@@ -334,7 +334,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     return { status: 'stored', backup, stats };
   } catch (e) {
-    for (const s of syncs.values()) s.discard();
+    for (const s of syncs.values()) await s.discard();
     try {
       await w.abort();
     } catch (abortErr) {

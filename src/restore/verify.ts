@@ -1,6 +1,6 @@
 /**
  * Checks a stored backup against what ingest recorded: every 64 KiB cluster of every disk image
- * against its SHA-256 in the digest file, the digest file against the manifest's digest of
+ * against its digest in the digest file (BLAKE3, or SHA-256 for backups of layout 1.0), the digest file against the manifest's digest of
  * digests, and every config against its SHA-256. VMA carries no data checksum, so this is the only
  * end-to-end check that the bytes a restore would send are the bytes that came in.
  *
@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { IntegrityError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
+import { type DigestAlgorithm, digestAlgorithmOf, hashCluster } from '../store/cluster-digest';
 import { imageClusters } from './image-clusters';
 
 const CLUSTER = 65536;
@@ -26,7 +27,7 @@ export interface VerifyResult {
   configs: number;
 }
 
-async function verifyDisk(image: string, digests: string, size: number, digestOfDigests: string): Promise<number> {
+async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, size: number, digestOfDigests: string): Promise<number> {
   const clusters = Math.ceil(size / CLUSTER);
   const sums = await fs.promises.open(digests, 'r');
   try {
@@ -43,10 +44,13 @@ async function verifyDisk(image: string, digests: string, size: number, digestOf
         await sums.read(sumBuf, 0, n, batchStart * DIGEST);
         whole.update(sumBuf.subarray(0, n));
       }
-      const h = createHash('sha256').update(c.data);
-      if (c.data.length < CLUSTER) h.update(Buffer.alloc(CLUSTER - c.data.length));
+      let data = c.data;
+      if (data.length < CLUSTER) {
+        data = Buffer.alloc(CLUSTER);
+        c.data.copy(data);
+      }
       const i = c.cluster - batchStart;
-      if (!h.digest().equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
+      if (!hashCluster(alg, data).equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
         throw new IntegrityError(`disk image '${image}': cluster ${c.cluster} (offset ${c.cluster * CLUSTER}) does not match its digest`, image);
       }
     }
@@ -69,7 +73,7 @@ export async function verifyBackupDir(dir: string, what: string): Promise<Verify
   }
   let clusters = 0;
   for (const d of m.disks) {
-    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), d.size, d.digestOfDigests);
+    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), digestAlgorithmOf(d.digestAlgorithm)!, d.size, d.digestOfDigests);
   }
   return { disks: m.disks.length, clusters, configs: m.configs.length };
 }

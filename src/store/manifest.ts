@@ -11,6 +11,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IntegrityError, IoError } from '../errors';
+import { type DigestAlgorithm, digestAlgorithmOf } from './cluster-digest';
 
 export const MANIFEST_FILE = 'vzdump-zfs.json';
 export const MANIFEST_FORMAT = 1;
@@ -28,8 +29,10 @@ export interface ManifestDisk {
   size: number;
   /** raw image, relative to the dataset root */
   image: string;
-  /** per-cluster SHA-256 file, relative to the dataset root */
+  /** per-cluster digest file, relative to the dataset root */
   digests: string;
+  /** algorithm of that file; absent in manifests written before BLAKE3 (= 'sha256') */
+  digestAlgorithm?: DigestAlgorithm;
   /** SHA-256 over the digest file: one value that fingerprints the whole disk */
   digestOfDigests: string;
 }
@@ -87,6 +90,11 @@ export function readManifest(dir: string, what: string): Manifest {
   }
   if (!Array.isArray(m.configs) || !Array.isArray(m.disks)) {
     throw new IntegrityError(`manifest of backup ${what} lacks its config or disk list`, p);
+  }
+  for (const d of m.disks) {
+    if (digestAlgorithmOf(d.digestAlgorithm) === undefined) {
+      throw new IntegrityError(`manifest of backup ${what}: disk '${d.name}' has unknown digest algorithm '${String(d.digestAlgorithm)}'`, p);
+    }
   }
   return m;
 }

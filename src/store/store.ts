@@ -35,7 +35,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, readdir, rm } from 'node:fs/promises';
+import { lstat, open, readdir, rm, truncate } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
@@ -407,7 +407,16 @@ export class BackupStore {
     } catch (e) {
       if (!(e instanceof ZfsCommandError && /out of space|no space/i.test(e.stderrTail))) throw e;
       const dir = await this.mountedDir(ds);
-      for (const f of await readdir(dir)) await rm(join(dir, f), { recursive: true, force: true });
+      // largest first, truncating before unlinking: on a full pool even an unlink can fail with
+      // ENOSPC until some blocks are freed, and truncating the big image frees the most
+      const files = await Promise.all(
+        (await readdir(dir)).map(async (f) => ({ p: join(dir, f), st: await lstat(join(dir, f)).catch(() => undefined) })),
+      );
+      files.sort((a, b) => (b.st?.size ?? 0) - (a.st?.size ?? 0));
+      for (const { p, st } of files) {
+        if (st?.isFile()) await truncate(p, 0).catch(() => undefined);
+      }
+      for (const { p } of files) await rm(p, { recursive: true, force: true }).catch(() => undefined);
       await this.zfs.rollback(snap);
     }
   }

@@ -2,8 +2,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { createBLAKE3 } from 'hash-wasm';
 import { DiskSync, digestFileName, diskImageName } from '../../src/ingest/disk-sync';
-import { DigestFile, ZERO_CLUSTER_DIGEST } from '../../src/ingest/digest-file';
+import { DigestFile } from '../../src/ingest/digest-file';
+import { zeroClusterDigest } from '../../src/store/cluster-digest';
 import type { VmaCluster } from '../../src/vma/types';
 
 const C = 65536;
@@ -40,9 +42,12 @@ function shuffle<T>(a: T[], seed = 7): T[] {
   return a;
 }
 
-function sync(dir: string, image: Buffer, name = 'drive-scsi0') {
+async function sync(dir: string, image: Buffer, name = 'drive-scsi0') {
   const s = new DiskSync(dir, name, image.length);
-  for (const c of shuffle(clustersOf(image))) s.apply(c);
+  for (const c of shuffle(clustersOf(image))) {
+    s.apply(c);
+    if (s.busy) await s.ready();
+  }
   return s.close();
 }
 
@@ -62,9 +67,9 @@ describe('DiskSync', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('builds an exact sparse image on first ingest without reading the (new) image', () => {
+  it('builds an exact sparse image on first ingest without reading the (new) image', async () => {
     const img = makeImage(5 * C + 3 * B + 512);
-    const st = sync(dir, img);
+    const st = await sync(dir, img);
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(img)).toBe(true);
     expect(st.bytesRead).toBe(0);
     expect(st.compared).toBe(0);
@@ -72,13 +77,13 @@ describe('DiskSync', () => {
     expect(st.blocksWritten).toBe(nonZeroBlocks);
   });
 
-  it('writes only the blocks that changed and skips unchanged clusters by digest', () => {
+  it('writes only the blocks that changed and skips unchanged clusters by digest', async () => {
     const img = makeImage(8 * C);
-    sync(dir, img);
+    await sync(dir, img);
     const next = Buffer.from(img);
     randomBytes(B).copy(next, 2 * C + 5 * B); // one block in cluster 2
     next.fill(0, 6 * C + 2 * B, 6 * C + 4 * B); // two adjacent blocks zeroed in cluster 6
-    const st = sync(dir, next);
+    const st = await sync(dir, next);
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(next)).toBe(true);
     expect(st.clusters).toBe(8);
     expect(st.unchanged).toBe(6);
@@ -89,19 +94,19 @@ describe('DiskSync', () => {
     expect(st.blocksWritten).toBe(differing);
   });
 
-  it('grows and shrinks the image to the new device size', () => {
+  it('grows and shrinks the image to the new device size', async () => {
     const img = makeImage(3 * C + 512);
-    sync(dir, img);
+    await sync(dir, img);
     const grown = Buffer.concat([img, makeImage(2 * C)]);
-    sync(dir, grown);
+    await sync(dir, grown);
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(grown)).toBe(true);
     const shrunk = grown.subarray(0, 2 * C + 1024);
-    sync(dir, shrunk);
+    await sync(dir, shrunk);
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(shrunk)).toBe(true);
     expect(fs.statSync(path.join(dir, digestFileName('drive-scsi0'))).size).toBe(3 * 32);
   });
 
-  it('ignores junk past the device end in the last block, as QEMU clips it', () => {
+  it('ignores junk past the device end in the last block, as QEMU clips it', async () => {
     const size = 2 * C + 512;
     const img = makeImage(size);
     const cs = clustersOf(img);
@@ -110,31 +115,47 @@ describe('DiskSync', () => {
     last.blocks.fill(0xaa, 512, B);
     const s = new DiskSync(dir, 'drive-scsi0', size);
     for (const c of cs) s.apply(c);
-    s.close();
+    await s.close();
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(img)).toBe(true);
     // a second ingest of the clean archive sees the last cluster as unchanged
-    const st = sync(dir, img);
+    const st = await sync(dir, img);
     expect(st.unchanged).toBe(3);
   });
 
-  it('records the SHA-256 of each full cluster (zero-padded at the end)', () => {
+  it('records the BLAKE3 of each full cluster (zero-padded at the end), as an independent implementation computes it', async () => {
     const img = makeImage(C + 8192);
-    sync(dir, img);
-    const d = new DigestFile(path.join(dir, digestFileName('drive-scsi0')), 2);
+    await sync(dir, img);
+    expect(digestFileName('drive-scsi0')).toBe('disk-drive-scsi0.b3');
+    const d = new DigestFile(path.join(dir, digestFileName('drive-scsi0')), 2, 'blake3');
     const pad = Buffer.alloc(2 * C);
     img.copy(pad);
-    expect(d.get(0)).toEqual(createHash('sha256').update(pad.subarray(0, C)).digest());
-    expect(d.get(1)).toEqual(createHash('sha256').update(pad.subarray(C)).digest());
+    const ref = await createBLAKE3(); // hash-wasm: a separate (WebAssembly) BLAKE3
+    const b3 = (b: Buffer) => Buffer.from(ref.init().update(b).digest('binary'));
+    expect(d.get(0)).toEqual(b3(pad.subarray(0, C)));
+    expect(d.get(1)).toEqual(b3(pad.subarray(C)));
+    expect(zeroClusterDigest('blake3')).toEqual(b3(Buffer.alloc(C)));
     d.discard();
   });
 
-  it('does not trust a missing digest file when the image already holds data', () => {
+  it('reports a failed write from close() and leaves no write in flight', async () => {
     const img = makeImage(4 * C);
-    sync(dir, img);
+    const s = new DiskSync(dir, 'drive-scsi0', img.length);
+    // replace the image fd with a read-only one: every pool write fails with EBADF
+    const imgPath = path.join(dir, diskImageName('drive-scsi0'));
+    const priv = s as unknown as { fd: number };
+    fs.closeSync(priv.fd);
+    priv.fd = fs.openSync(imgPath, 'r');
+    for (const c of clustersOf(img)) s.apply(c);
+    await expect(s.close()).rejects.toThrow(/cannot write '.*disk-drive-scsi0\.raw' at offset \d+/);
+  });
+
+  it('does not trust a missing digest file when the image already holds data', async () => {
+    const img = makeImage(4 * C);
+    await sync(dir, img);
     fs.rmSync(path.join(dir, digestFileName('drive-scsi0')));
     const next = Buffer.from(img);
     randomBytes(B).copy(next, C);
-    const st = sync(dir, next);
+    const st = await sync(dir, next);
     expect(st.compared).toBe(4);
     expect(st.blocksWritten).toBe(1);
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(next)).toBe(true);
@@ -151,21 +172,38 @@ describe('DigestFile', () => {
   it('pages through a file larger than its cache and persists every entry', () => {
     const n = 8192 * 40 + 17; // more pages than the LRU holds
     const p = path.join(dir, 'd');
-    const d = new DigestFile(p, n);
+    const d = new DigestFile(p, n, 'sha256');
     const val = (i: number) => createHash('sha256').update(String(i)).digest();
     for (let i = 0; i < n; i += 97) d.set(i, val(i));
     d.close();
     expect(fs.statSync(p).size).toBe(n * 32);
-    const r = new DigestFile(p, n);
+    const r = new DigestFile(p, n, 'sha256');
     for (let i = 0; i < n; i++) {
       if (i % 97 === 0) expect(r.matches(i, val(i))).toBe(true);
-      else if (i % 1001 === 0) expect(r.get(i)).toEqual(ZERO_CLUSTER_DIGEST);
+      else if (i % 1001 === 0) expect(r.get(i)).toEqual(zeroClusterDigest('sha256'));
     }
     r.discard();
   });
 
+  it('gives pages it never loaded their zero-cluster digests, also between written pages', () => {
+    const n = 8192 * 12; // 12 pages of 8192 entries
+    const p = path.join(dir, 'd');
+    const d = new DigestFile(p, n, 'blake3');
+    const val = createHash('sha256').update('x').digest();
+    d.set(8192 * 11 + 5, val); // only the last page is touched: pages 0-10 are never loaded
+    d.close();
+    const raw = fs.readFileSync(p);
+    expect(raw.length).toBe(n * 32);
+    const zero = zeroClusterDigest('blake3');
+    for (let i = 0; i < n; i++) {
+      const e = raw.subarray(i * 32, i * 32 + 32);
+      if (i === 8192 * 11 + 5) expect(e).toEqual(val);
+      else if (!e.equals(zero)) throw new Error(`entry ${i} is not the zero-cluster digest`);
+    }
+  });
+
   it('rejects cluster numbers outside the disk', () => {
-    const d = new DigestFile(path.join(dir, 'd'), 4);
+    const d = new DigestFile(path.join(dir, 'd'), 4, 'blake3');
     expect(() => d.get(4)).toThrow(/outside/);
     d.discard();
   });

@@ -206,7 +206,7 @@ describeZfs('ingest and restore on a real pool', () => {
     }
     // removed files are gone from the live dataset
     const live = fs.readdirSync(path.join(tp.mountRoot, path.basename(tp.root), String(vmid))).sort();
-    expect(live).toEqual(['disk-drive-scsi0.raw', 'disk-drive-scsi0.sha256', 'disk-drive-scsi1.raw', 'disk-drive-scsi1.sha256', 'qemu-server.conf', 'vzdump-zfs.json'].sort());
+    expect(live).toEqual(['disk-drive-scsi0.raw', 'disk-drive-scsi0.b3', 'disk-drive-scsi1.raw', 'disk-drive-scsi1.b3', 'qemu-server.conf', 'vzdump-zfs.json'].sort());
   });
 
   it('is idempotent: the same archive twice gives one backup', async () => {

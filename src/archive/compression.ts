@@ -25,6 +25,7 @@ const READ_SIZE = 1 << 20;
 const OUTPUT_READ_AHEAD = 4 << 20;
 const STDERR_KEEP = 32 * 1024;
 const KILL_GRACE_MS = 5000;
+const EMPTY = Buffer.alloc(0);
 
 const PACKAGE: Record<string, string> = { zstd: 'zstd', lzop: 'lzop', gzip: 'gzip', pigz: 'pigz' };
 
@@ -215,28 +216,48 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
   const out = child.stdout!;
   let completed = false;
   try {
-    // paused-mode reads: read() returns everything buffered (up to OUTPUT_READ_AHEAD, see below)
+    // flowing-mode reads: each chunk the socket delivers (64 KiB) is queued as it is, never
+    // concatenated (paused-mode read() joins the buffered chunks into a fresh multi-MiB buffer per
+    // call, which cost page faults on every byte). The socket is paused while OUTPUT_READ_AHEAD
+    // bytes wait, so the child keeps working while the consumer is busy, within bounded memory.
+    const queue: Buffer[] = [];
+    let head = 0;
+    let queued = 0;
     let ended = false;
-    out.once('end', () => (ended = true));
     let wake: (() => void) | undefined;
-    const poke = () => wake?.();
-    out.on('readable', poke);
-    out.on('end', poke);
+    const poke = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    out.on('data', (chunk: Buffer) => {
+      queue.push(chunk);
+      queued += chunk.length;
+      if (queued >= OUTPUT_READ_AHEAD) out.pause();
+      poke();
+    });
+    const onEnd = () => {
+      ended = true;
+      poke();
+    };
+    out.once('end', onEnd);
+    out.once('close', onEnd);
     out.on('error', poke);
-    out.on('close', poke);
-    // let the socket read ahead up to OUTPUT_READ_AHEAD before it stops reading the pipe: the
-    // child keeps working while the consumer is busy (a pipe itself holds only 64 KiB)
-    const rs = (out as unknown as { _readableState?: { highWaterMark: number } })._readableState;
-    if (rs && rs.highWaterMark < OUTPUT_READ_AHEAD) rs.highWaterMark = OUTPUT_READ_AHEAD;
     for (;;) {
-      const chunk = out.read() as Buffer | null;
-      if (chunk !== null) {
+      if (head < queue.length) {
+        const chunk = queue[head]!;
+        queue[head++] = EMPTY;
+        if (head > 1024 && head * 2 > queue.length) {
+          queue.splice(0, head);
+          head = 0;
+        }
+        queued -= chunk.length;
+        if (queued < OUTPUT_READ_AHEAD && out.isPaused() && !ended) out.resume();
         yield chunk;
         continue;
       }
       if (ended || out.destroyed || out.readableEnded) break;
       await new Promise<void>((resolve) => (wake = resolve));
-      wake = undefined;
     }
     const status = await exited;
     signal?.throwIfAborted();

@@ -288,7 +288,7 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
   const zstBytes = fs.statSync(zst).size;
 
   // ---- reader: floors, verify (reads and discards) and extract (writes a sparse image) ----
-  await measure('vma list .vma (start-up, header only)', 0, () => measureCommand(cli('list', vma)), { cli: true });
+  const startup = await measure('vma list .vma (start-up, header only)', 0, () => measureCommand(cli('list', vma)), { cli: true });
   const catVma = await measure('floor: cat .vma > /dev/null', vmaBytes, () => measureCommand(['cat', vma]));
   await measure('vma verify .vma (read, no writes)', vmaBytes, () => measureCommand(cli('verify', vma)), { floor: catVma, reader: 'vma', cli: true });
   let checked = false;
@@ -322,10 +322,17 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
     const gbps = r.bytes > 0 ? gbPerSecond(r.bytes, r.m.seconds) : NaN;
     const ratio = r.floor ? gbps / gbPerSecond(r.floor.bytes, r.floor.m.seconds) : undefined;
     const notes: string[] = [];
-    if (r.reader && ratio !== undefined) {
+    if (r.reader && ratio !== undefined && r.floor) {
       const ok = ratio >= TARGET_FLOOR_RATIO;
       notes.push(`floor ${verdict(ok)}`);
-      verdicts.push(`reader ${r.reader === 'vma' ? '.vma' : '.vma.zst'} >= ${TARGET_FLOOR_RATIO * 100} % of its floor: ${verdict(ok)} (${percent(ratio)})`);
+      const name = r.reader === 'vma' ? '.vma' : '.vma.zst';
+      verdicts.push(`reader ${name} >= ${TARGET_FLOOR_RATIO * 100} % of its floor, wall clock: ${verdict(ok)} (${percent(ratio)})`);
+      // the same run less the CLI's fixed start-up (the `vma list` row: node, modules, header),
+      // which the floors (cat, zstd: ~1 ms) do not pay: the reader's own streaming rate
+      const net = r.m.seconds - startup.m.seconds;
+      const netRatio = net > 0 ? gbPerSecond(r.bytes, net) / gbPerSecond(r.floor.bytes, r.floor.m.seconds) : NaN;
+      notes.push(`${percent(netRatio)} excl. start-up`);
+      verdicts.push(`reader ${name} >= ${TARGET_FLOOR_RATIO * 100} % of its floor, excluding the ${fixed(startup.m.seconds, 2)} s start-up: ${verdict(netRatio >= TARGET_FLOOR_RATIO)} (${percent(netRatio)})`);
     }
     if (r.reader === 'vma') {
       const ok = gbps >= TARGET_GBPS;
@@ -360,6 +367,7 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
       'Each row is the second of two runs (page cache warm; the cache cannot be dropped reliably here); `sync` runs between measurements.',
       'vma verify = the reader path with no disk writes (reads, validates and discards every cluster): the "extract to /dev/null" of the spec.',
       'vma runs are `node bin/vzdump-zfs vma ...` child processes (node start-up included: see the vma list row); peak RSS is GNU time %M (largest single process, e.g. node, not node+zstd).',
+      '"excl. start-up" = the same ratio with the vma list row\'s wall time (node start, module load, header) taken off the reader\'s time: its streaming rate.',
       'ref: zstd of the .vma stream itself, the real lower bound of create .vma.zst (GB/s counted in image bytes, like the create rows).',
       'create rows fsync their output file; the image is sparse (zero clusters are holes); the first .vma extract was compared with the images by cmp: identical.',
       `${measured} (the bench itself keeps 1-2 processes busy; a higher load means other work competed).`,

@@ -30,6 +30,8 @@ export interface Measurement {
   seconds: number;
   /** peak resident set in bytes (GNU time %M, largest single process of the tree) */
   peakRss: number;
+  /** user + system CPU seconds of the whole tree (GNU time %U + %S, children included) */
+  cpuSeconds: number;
 }
 
 export interface RunOptions {
@@ -49,7 +51,7 @@ export function measureCommand(argv: string[], opts: RunOptions = {}): Promise<M
     if (opts.stdout !== undefined && opts.stdout !== 'null') outFd = fs.openSync(opts.stdout.file, 'wx');
     const shown = argv.join(' ');
     const start = process.hrtime.bigint();
-    const child = spawn(TIME, ['-f', `${MARK} %e %M`, '--', ...argv], {
+    const child = spawn(TIME, ['-f', `${MARK} %e %M %U %S`, '--', ...argv], {
       cwd: opts.cwd,
       stdio: ['ignore', outFd ?? 'ignore', 'pipe'],
     });
@@ -63,7 +65,7 @@ export function measureCommand(argv: string[], opts: RunOptions = {}): Promise<M
     child.once('error', (err) => reject(new VzError(`cannot run '${TIME}': ${err.message} - apt-get install time`, { cause: err })));
     child.once('close', (code, sig) => {
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const m = new RegExp(`${MARK} (\\S+) (\\d+)\\s*$`).exec(stderr);
+      const m = new RegExp(`${MARK} (\\S+) (\\d+) (\\S+) (\\S+)\\s*$`).exec(stderr);
       const rest = m ? stderr.slice(0, m.index) : stderr;
       if (code !== 0 || sig !== null || !m) {
         const how = sig ? `killed by signal ${sig}` : code !== 0 ? `exit ${code}` : 'no GNU time report';
@@ -71,7 +73,7 @@ export function measureCommand(argv: string[], opts: RunOptions = {}): Promise<M
         reject(new VzError(`'${shown}' failed (${how})${tail ? `: ${tail.replace(/\s*\n\s*/g, ' | ')}` : ''}`));
         return;
       }
-      resolve({ seconds, peakRss: Number(m[2]) * 1024 });
+      resolve({ seconds, peakRss: Number(m[2]) * 1024, cpuSeconds: Number(m[3]) + Number(m[4]) });
     });
   });
 }

@@ -22,6 +22,7 @@
 import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { IntegrityError, VzError } from '../errors';
 import { BackupSeries } from '../demo/series';
@@ -152,6 +153,8 @@ interface IngestRow {
   floor: Measurement;
   blocksWritten: number;
   delta: number;
+  /** CPU seconds the zfs-fuse daemon used during the ingest (undefined: in-kernel OpenZFS) */
+  daemonCpu?: number;
   classic?: { total: number; extract: number; rsync: number; snapshot: number; delta: number };
 }
 
@@ -303,14 +306,17 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
     for (const day of dayList.slice(0, nDays)) {
       const floor = await fasterOfTwo(() => measurePipeline(['zstd', '-q', '-d', '-c', day.archive], ['cat']));
       const outFile = path.join(poolDir, `ingest-${day.day}.out`);
+      const daemonBefore = daemonCpuSeconds();
       const ingest = await measureCommand([...opts.cli, 'ingest', day.archive, ...storeArgs], { stdout: { file: outFile } });
+      const daemonAfter = daemonCpuSeconds();
+      const daemonCpu = daemonBefore !== undefined && daemonAfter !== undefined ? daemonAfter - daemonBefore : undefined;
       const out = fs.readFileSync(outFile, 'utf8');
       const m = /(\d+) changed 4 KiB blocks written/.exec(out);
       if (!m) throw new VzError(`ingest of '${path.basename(day.archive)}' printed no block count: ${out.trim().slice(0, 200)}`);
       const snap = `${root}/${VMID}@vzdump-${day.timestamp}`;
       const delta = await zfs.sendSize(prevSnap, snap);
       prevSnap = snap;
-      const row: IngestRow = { rs, day, ingest, floor, blocksWritten: Number(m[1]), delta };
+      const row: IngestRow = { rs, day, ingest, floor, blocksWritten: Number(m[1]), delta, daemonCpu };
       if (classicDs && day.day <= classicDays + 1) {
         row.classic = await classicDay(opts, zfs, day, classicDs, path.join(mnt, 'classic'), path.join(dir, 'extract'), classicPrev);
         classicPrev = `${classicDs}@${day.timestamp}`;
@@ -340,6 +346,24 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
   const measured = `measured in ${((Date.now() - tMeasure) / 1000).toFixed(0)} s after ${((tMeasure - tStart) / 1000).toFixed(0)} s of generation, ${loadLine()} at the end`;
   log(measured);
   report(dayList, size, imageBytes, ingestRows, restoreRows, poolRows, ddNote, { days, sideDays, classicDays, changeRate, measured });
+}
+
+/**
+ * CPU seconds (user + system) the running zfs-fuse daemon has used so far, from /proc; undefined
+ * when there is none (in-kernel OpenZFS). Its work competes with ingest for the same cores.
+ */
+function daemonCpuSeconds(): number | undefined {
+  const r = spawnSync('pgrep', ['-x', 'zfs-fuse'], { encoding: 'utf8' });
+  const pid = (r.stdout ?? '').trim().split('\n')[0];
+  if (!pid) return undefined;
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // f[0] is field 3 (state)
+    const ticks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100;
+    return (Number(f[11]) + Number(f[12])) / ticks; // utime, stime
+  } catch {
+    return undefined;
+  }
 }
 
 /** Runs `fn` twice and keeps the faster run: the floor as a stable lower bound on a busy machine. */
@@ -441,6 +465,7 @@ function report(
       { title: 'ingest s', align: 'right' },
       { title: 'floor s', align: 'right' },
       { title: 'ingest/floor', align: 'right' },
+      { title: 'CPU s ingest+zfs-fuse / floor', align: 'right' },
       { title: 'classic s', align: 'right' },
       { title: '(extract+rsync+snap)' },
       { title: 'classic/ingest', align: 'right' },
@@ -453,6 +478,7 @@ function report(
       fixed(r.ingest.seconds, 1),
       fixed(r.floor.seconds, 1),
       fixed(r.ingest.seconds / r.floor.seconds, 2),
+      `${fixed(r.ingest.cpuSeconds, 1)}+${r.daemonCpu !== undefined ? fixed(r.daemonCpu, 1) : '-'} / ${fixed(r.floor.cpuSeconds, 1)}`,
       r.classic ? fixed(r.classic.total, 1) : '',
       r.classic ? `${fixed(r.classic.extract, 1)}+${fixed(r.classic.rsync, 1)}+${fixed(r.classic.snapshot, 1)}` : '',
       r.classic ? `${fixed(r.classic.total / r.ingest.seconds, 1)}x` : '',
@@ -461,6 +487,7 @@ function report(
     footer: [
       'ingest = `node bin/vzdump-zfs ingest ARCHIVE --dataset ROOT --tz UTC` under GNU time (node start-up, zstd, digests, block writes, zfs snapshot and properties included).',
       'floor = `zstd -dc ARCHIVE | cat > /dev/null`, the faster of two runs just before the ingest (archive in the page cache for both); ingest and classic are single runs.',
+      `CPU s = user+system seconds (GNU time, zstd included) of ingest, plus what the zfs-fuse daemon used meanwhile, against the floor's: with ${os.cpus().length} cores, (ingest + zfs-fuse) / ${os.cpus().length} is a lower bound on the ingest's wall time.`,
       `classic = \`vma extract\` to a temp dir on the tmp disk + \`rsync --inplace --no-whole-file disk-*.raw\` into a plain dataset (same recordsize, compression=on) + \`zfs snapshot\`, on ${k.classicDays} incremental day(s) of the ${DEFAULT_RECORDSIZE} run; day 1 seeds its dataset.`,
     ],
   });

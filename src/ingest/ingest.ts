@@ -23,7 +23,7 @@ import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
 import { DiskSync, type DiskSyncStats, diskImageName } from './disk-sync';
-import { DIGEST_ALGORITHM, digestFileName, isDigestFileName } from '../store/cluster-digest';
+import { DIGEST_ALGORITHM, digestFileName, isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
 /**
@@ -204,6 +204,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
 
   const before = await findExisting(store, vmid, timestamp);
   if (before) return { status: 'already-stored', backup: before };
+  await loadClusterDigests();
 
   const t0 = process.hrtime.bigint();
   const w: GuestWrite = await store.beginWrite(vmid);

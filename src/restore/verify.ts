@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { IntegrityError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
-import { type DigestAlgorithm, digestAlgorithmOf, hashCluster } from '../store/cluster-digest';
+import { type DigestAlgorithm, digestAlgorithmOf, hashCluster, loadClusterDigests } from '../store/cluster-digest';
 import { imageClusters } from './image-clusters';
 
 const CLUSTER = 65536;
@@ -66,6 +66,7 @@ async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, 
 /** Checks the files of one backup in `dir` (a snapshot view) against its manifest. */
 export async function verifyBackupDir(dir: string, what: string): Promise<VerifyResult> {
   const m = readManifest(dir, what);
+  await loadClusterDigests();
   for (const c of m.configs) {
     const p = path.join(dir, c.name);
     const sum = createHash('sha256').update(fs.readFileSync(p)).digest('hex');

@@ -2,12 +2,16 @@
  * Cluster digests: the per-64 KiB-cluster hash kept beside every disk image in a guest dataset
  * (`disk-<dev>.b3`, 32 bytes per cluster), written by ingest and checked by verify.
  *
- * Owns the algorithms and the digest file names. BLAKE3 (native, SIMD: about 4x the speed of
- * OpenSSL's SHA-256 with SHA-NI here, see docs/design.md) is what ingest writes; SHA-256
+ * Owns the algorithms and the digest file names. BLAKE3 is what ingest writes; SHA-256
  * (`disk-<dev>.sha256`) is what layout 1.0 wrote and stays readable, so older snapshots still
  * verify and restore. Both are collision resistant: a guest cannot craft a changed cluster that
- * ingest mistakes for an unchanged one. The native binding is loaded on first use only, so the
- * `vma` commands never need it.
+ * ingest mistakes for an unchanged one.
+ *
+ * BLAKE3 comes from the native binding `@napi-rs/blake-hash-linux-x64-gnu` (SIMD; about 4x the
+ * speed of OpenSSL's SHA-256 with SHA-NI, see docs/design.md) where it is installed (an optional
+ * dependency: linux amd64 with glibc, i.e. every PVE host), otherwise from hash-wasm's
+ * WebAssembly build, which gives the same digests at a fifth of the speed. Call
+ * `loadClusterDigests()` once before hashing; the `vma` commands never load either.
  */
 import { createHash } from 'node:crypto';
 import { VzError } from '../errors';
@@ -33,18 +37,31 @@ export function isDigestFileName(name: string): boolean {
 
 type Blake3 = (input: Uint8Array) => Buffer;
 let blake3Fn: Blake3 | undefined;
+/** which BLAKE3 implementation is loaded: 'native' or 'wasm' (undefined before loadClusterDigests) */
+export let blake3Implementation: 'native' | 'wasm' | undefined;
 
-function blake3(): Blake3 {
-  if (!blake3Fn) {
+const NATIVE_BINDING = '@napi-rs/blake-hash-linux-x64-gnu';
+
+/** Loads the BLAKE3 implementation (native when installed, else WebAssembly); idempotent. */
+export async function loadClusterDigests(): Promise<void> {
+  if (blake3Fn) return;
+  if (process.platform === 'linux' && process.arch === 'x64' && process.env.VZDUMP_ZFS_BLAKE3 !== 'wasm') {
     try {
-      blake3Fn = (require('@napi-rs/blake-hash') as { blake3: Blake3 }).blake3;
-    } catch (e) {
-      throw new VzError(
-        `cannot load the BLAKE3 binding (@napi-rs/blake-hash) for ${process.platform}-${process.arch}: ${(e as Error).message} - reinstall vzdump-zfs`,
-        { cause: e },
-      );
+      blake3Fn = (require(NATIVE_BINDING) as { blake3: Blake3 }).blake3;
+      blake3Implementation = 'native';
+      return;
+    } catch {
+      // not installed (or musl): fall through to the WebAssembly build
     }
   }
+  const { createBLAKE3 } = await import('hash-wasm');
+  const h = await createBLAKE3();
+  blake3Fn = (input) => Buffer.from(h.init().update(input).digest('binary'));
+  blake3Implementation = 'wasm';
+}
+
+function blake3(): Blake3 {
+  if (!blake3Fn) throw new VzError('internal error: BLAKE3 used before loadClusterDigests()');
   return blake3Fn;
 }
 

@@ -151,6 +151,16 @@ describeZfs('store CLI', () => {
     const v = cli(['verify', '201', '2026_01_02-03_00_00']);
     expect(v.status).toBe(0);
     expect(v.out).toMatch(/intact: 1 disks, 8 clusters, 1 configs/);
+    // the WebAssembly BLAKE3 (hosts without the native binding) reads the same digests
+    const saved = env;
+    env = { ...env, VZDUMP_ZFS_BLAKE3: 'wasm' };
+    try {
+      const w = cli(['verify', '201', '2026_01_02-03_00_00']);
+      expect(w.err).toBe('');
+      expect(w.out).toMatch(/intact: 1 disks, 8 clusters, 1 configs/);
+    } finally {
+      env = saved;
+    }
   });
 
   it('fails with one line and the documented exit code on bad input, leaving backups untouched', async () => {

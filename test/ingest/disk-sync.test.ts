@@ -5,8 +5,10 @@ import * as path from 'node:path';
 import { createBLAKE3 } from 'hash-wasm';
 import { DiskSync, digestFileName, diskImageName } from '../../src/ingest/disk-sync';
 import { DigestFile } from '../../src/ingest/digest-file';
-import { zeroClusterDigest } from '../../src/store/cluster-digest';
+import { loadClusterDigests, zeroClusterDigest } from '../../src/store/cluster-digest';
 import type { VmaCluster } from '../../src/vma/types';
+
+beforeAll(() => loadClusterDigests());
 
 const C = 65536;
 const B = 4096;

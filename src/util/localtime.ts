@@ -48,35 +48,16 @@ function formatter(timeZone: string | undefined): Intl.DateTimeFormat {
 }
 
 const WEEKDAYS: Record<string, number> = { Sun: 0, Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6 };
+type NumericPart = 'year' | 'month' | 'day' | 'hour' | 'minute' | 'second';
+const NUMERIC_PARTS = new Set<string>(['year', 'month', 'day', 'hour', 'minute', 'second'] satisfies NumericPart[]);
 
 /** Wall-clock fields of `epoch` (Unix seconds) in `timeZone`. */
 export function localParts(epoch: number, timeZone?: string): LocalParts {
   const parts = formatter(timeZone).formatToParts(new Date(epoch * 1000));
   const out: LocalParts = { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, weekday: 0 };
   for (const p of parts) {
-    switch (p.type) {
-      case 'year':
-        out.year = Number(p.value);
-        break;
-      case 'month':
-        out.month = Number(p.value);
-        break;
-      case 'day':
-        out.day = Number(p.value);
-        break;
-      case 'hour':
-        out.hour = Number(p.value);
-        break;
-      case 'minute':
-        out.minute = Number(p.value);
-        break;
-      case 'second':
-        out.second = Number(p.value);
-        break;
-      case 'weekday':
-        out.weekday = WEEKDAYS[p.value] ?? 0;
-        break;
-    }
+    if (p.type === 'weekday') out.weekday = WEEKDAYS[p.value] ?? 0;
+    else if (NUMERIC_PARTS.has(p.type)) out[p.type as NumericPart] = Number(p.value);
   }
   return out;
 }

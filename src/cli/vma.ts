@@ -21,13 +21,11 @@ import { compressionFromFileName } from '../archive/names';
 import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError } from '../errors';
 import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
+import { BLOCK_SIZE as BLOCK, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
 import { imageClusters } from '../restore/image-clusters';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
 import { action, Progress } from './common';
 
-const CLUSTER = 65536;
-const BLOCK = 4096;
-const ZERO_BLOCK = Buffer.alloc(BLOCK);
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
 

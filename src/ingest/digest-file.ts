@@ -12,11 +12,9 @@
  */
 import * as fs from 'node:fs';
 import { IoError } from '../errors';
-import { CLUSTER_SIZE, DIGEST_SIZE, type DigestAlgorithm, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
+import { DIGEST_SIZE, type DigestAlgorithm, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
 import { expandCluster } from '../vma/reader';
 import type { VmaCluster } from '../vma/types';
-
-export { CLUSTER_SIZE, DIGEST_SIZE };
 const ENTRIES_PER_PAGE = 8192; // 256 KiB page, covers 512 MiB of disk
 const PAGE_BYTES = ENTRIES_PER_PAGE * DIGEST_SIZE;
 const MAX_PAGES = 32; // 8 MiB of digests in memory at most
@@ -169,8 +167,6 @@ export class DigestFile {
     fs.closeSync(this.fd);
   }
 }
-
-export const ZERO_BLOCK: Buffer = Buffer.alloc(4096);
 
 /** Digest of a full 64 KiB cluster (absent blocks are zeros). */
 export function clusterDigest(alg: DigestAlgorithm, c: VmaCluster): Buffer {

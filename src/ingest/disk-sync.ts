@@ -23,10 +23,9 @@ import { IoError } from '../errors';
 import type { VmaCluster } from '../vma/types';
 import { expandCluster } from '../vma/reader';
 import { DIGEST_ALGORITHM, type DigestAlgorithm, digestFileName, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
-import { CLUSTER_SIZE, DigestFile, ZERO_BLOCK, clusterDigest } from './digest-file';
+import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, ZERO_BLOCK } from '../vma/constants';
+import { DigestFile, clusterDigest } from './digest-file';
 
-const BLOCK = 4096;
-const BLOCKS_PER_CLUSTER = 16;
 /** changed clusters being read/compared/written at once (4 MiB of data at most) */
 const MAX_IN_FLIGHT = 32;
 
@@ -45,8 +44,6 @@ export interface DiskSyncStats {
 export function diskImageName(devName: string): string {
   return `disk-${devName}.raw`;
 }
-
-export { digestFileName };
 
 export interface DiskSyncOptions {
   /** digest algorithm of the digest file (default: what new ingests write) */

@@ -18,7 +18,7 @@ import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { openArchive } from '../archive/compression';
 import { readVma } from '../vma/reader';
-import { assertSafeName } from '../vma/names';
+import { assertSafeName, clusterCount } from '../vma/names';
 import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
@@ -236,7 +236,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         removeStale(w.dir, keep, previous);
         for (const d of header.devices) {
           syncs.set(d.id, new DiskSync(w.dir, d.name, d.size));
-          totalClusters += Math.ceil(d.size / 65536);
+          totalClusters += clusterCount(d.size);
         }
         continue;
       }

@@ -9,9 +9,9 @@
  */
 import * as fs from 'node:fs';
 import { IntegrityError, IoError, VzError } from '../errors';
+import { CLUSTER_SIZE as CLUSTER } from '../vma/constants';
 import type { VmaClusterData } from '../vma/types';
 
-const CLUSTER = 65536;
 const CHUNK = 4 << 20;
 
 export interface ImageSource {

@@ -13,11 +13,11 @@ import * as path from 'node:path';
 import { IntegrityError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
-import { type DigestAlgorithm, digestAlgorithmOf, hashCluster, loadClusterDigests } from '../store/cluster-digest';
+import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, digestAlgorithmOf, hashCluster, loadClusterDigests } from '../store/cluster-digest';
+import { CLUSTER_SIZE as CLUSTER } from '../vma/constants';
+import { clusterCount } from '../vma/names';
 import { imageClusters } from './image-clusters';
 
-const CLUSTER = 65536;
-const DIGEST = 32;
 /** digest entries read at a time (32 KiB, covering 64 MiB of disk) */
 const SUMS_BATCH = 1024;
 
@@ -28,7 +28,7 @@ export interface VerifyResult {
 }
 
 async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, size: number, digestOfDigests: string): Promise<number> {
-  const clusters = Math.ceil(size / CLUSTER);
+  const clusters = clusterCount(size);
   const sums = await fs.promises.open(digests, 'r');
   try {
     const st = await sums.stat();
@@ -44,13 +44,8 @@ async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, 
         await sums.read(sumBuf, 0, n, batchStart * DIGEST);
         whole.update(sumBuf.subarray(0, n));
       }
-      let data = c.data;
-      if (data.length < CLUSTER) {
-        data = Buffer.alloc(CLUSTER);
-        c.data.copy(data);
-      }
       const i = c.cluster - batchStart;
-      if (!hashCluster(alg, data).equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
+      if (!hashCluster(alg, c.data).equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
         throw new IntegrityError(`disk image '${image}': cluster ${c.cluster} (offset ${c.cluster * CLUSTER}) does not match its digest`, image);
       }
     }

@@ -15,13 +15,13 @@
  */
 import { createHash } from 'node:crypto';
 import { VzError } from '../errors';
+import { CLUSTER_SIZE, ZERO_CLUSTER } from '../vma/constants';
 
 export type DigestAlgorithm = 'sha256' | 'blake3';
 
 /** What new ingests record. */
 export const DIGEST_ALGORITHM: DigestAlgorithm = 'blake3';
 export const DIGEST_SIZE = 32;
-export const CLUSTER_SIZE = 65536;
 
 const FILE_SUFFIX: Record<DigestAlgorithm, string> = { blake3: 'b3', sha256: 'sha256' };
 
@@ -65,8 +65,13 @@ function blake3(): Blake3 {
   return blake3Fn;
 }
 
-/** Digest of `data`, one whole cluster (a short last cluster must be zero-padded by the caller). */
+/** Digest of one cluster; a short `data` (a disk's last cluster) is hashed as if zero-padded to 64 KiB. */
 export function hashCluster(alg: DigestAlgorithm, data: Uint8Array): Buffer {
+  if (data.length < CLUSTER_SIZE) {
+    const padded = Buffer.alloc(CLUSTER_SIZE);
+    padded.set(data);
+    data = padded;
+  }
   if (alg === 'blake3') return blake3()(data);
   return createHash('sha256').update(data).digest();
 }
@@ -77,7 +82,7 @@ const zeroDigests = new Map<DigestAlgorithm, Buffer>();
 export function zeroClusterDigest(alg: DigestAlgorithm): Buffer {
   let d = zeroDigests.get(alg);
   if (!d) {
-    d = hashCluster(alg, Buffer.alloc(CLUSTER_SIZE));
+    d = hashCluster(alg, ZERO_CLUSTER);
     zeroDigests.set(alg, d);
   }
   return d;

@@ -26,6 +26,9 @@ export const CLUSTER_BITS = 16;
 export const BLOCKS_PER_CLUSTER = CLUSTER_SIZE / BLOCK_SIZE;
 /** Mask value meaning "all 16 blocks stored". */
 export const FULL_MASK = 0xffff;
+/** shared all-zero buffers, for comparisons only: never write into them */
+export const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
+export const ZERO_BLOCK = ZERO_CLUSTER.subarray(0, BLOCK_SIZE);
 
 // ---- §2 VMA header --------------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ import {
   EXTENT_HEADER_SIZE,
   MAX_DEV_ID,
   WRITER_CLUSTERS_PER_EXTENT,
+  ZERO_BLOCK,
+  ZERO_CLUSTER,
 } from './constants';
 import { encodeExtentHeader, type BlockInfo } from './extent';
 import { encodeHeader } from './header';
@@ -42,8 +44,6 @@ export interface WriteVmaOptions {
   devices: { name: string; size: number }[];
 }
 
-const ZERO_CLUSTER = Buffer.alloc(CLUSTER_SIZE);
-const ZERO_BLOCK = ZERO_CLUSTER.subarray(0, BLOCK_SIZE);
 const SCRATCH_SIZE = EXTENT_HEADER_SIZE + WRITER_CLUSTERS_PER_EXTENT * CLUSTER_SIZE;
 
 interface DeviceState {

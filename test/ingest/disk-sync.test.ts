@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createBLAKE3 } from 'hash-wasm';
-import { DiskSync, digestFileName, diskImageName } from '../../src/ingest/disk-sync';
+import { DiskSync, diskImageName } from '../../src/ingest/disk-sync';
 import { DigestFile } from '../../src/ingest/digest-file';
-import { loadClusterDigests, zeroClusterDigest } from '../../src/store/cluster-digest';
+import { digestFileName, loadClusterDigests, zeroClusterDigest } from '../../src/store/cluster-digest';
 import type { VmaCluster } from '../../src/vma/types';
 
 beforeAll(() => loadClusterDigests());

@@ -12,7 +12,8 @@
  */
 import * as path from 'node:path';
 import { ArchiveNameError } from '../errors';
-import { localParts, timelocal, type WallTime } from '../util/localtime';
+import { localParts, timelocal } from '../util/localtime';
+import { timestampFields } from '../util/timestamp';
 
 export type Compression = 'none' | 'zst' | 'lzo' | 'gz';
 
@@ -34,27 +35,10 @@ export interface ArchiveName {
 
 /** pve-storage `archive_info` + `$BACKUP_EXT_RE_2` (COMPRESSOR_RE = gz|lzo|zst|bz2). */
 const ARCHIVE_RE = /^vzdump-(lxc|openvz|qemu)-.+\.(tgz|(?:tar|vma)(?:\.(gz|lzo|zst|bz2))?)$/;
-const TIMESTAMP_RE = /^(\d{4})_(\d{2})_(\d{2})-(\d{2})_(\d{2})_(\d{2})$/;
 const COMPRESSION_EXT: Record<Exclude<Compression, 'none'>, string> = { zst: '.zst', lzo: '.lzo', gz: '.gz' };
 
 function escapeRe(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-type TimestampFields = WallTime;
-
-/** Split and range-check a name timestamp (Perl's timelocal dies on the same out-of-range fields). */
-function timestampFields(ts: string): TimestampFields | string {
-  const m = TIMESTAMP_RE.exec(ts);
-  if (!m) return `expected YYYY_MM_DD-HH_MM_SS`;
-  const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  if (month < 1 || month > 12) return `month ${month} out of range 1..12`;
-  const dim = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (day < 1 || day > dim) return `day ${day} out of range 1..${dim}`;
-  if (hour > 23) return `hour ${hour} out of range 0..23`;
-  if (minute > 59) return `minute ${minute} out of range 0..59`;
-  if (second > 59) return `second ${second} out of range 0..59`;
-  return { year, month, day, hour, minute, second };
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import * as path from 'node:path';
-import { loadConfig, type Config } from '../config';
+import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config';
 import { NotFoundError, UsageError, VzError } from '../errors';
 import { compressionFromFileName, parseArchiveName, type Compression } from '../archive/names';
 import { Zfs } from '../store/zfs';
@@ -14,6 +14,8 @@ import { ingestArchive } from '../ingest/ingest';
 import { restoreBackup } from '../restore/restore';
 import { verifyBackup } from '../restore/verify';
 import { localParts } from '../util/localtime';
+import { timestampProblem } from '../util/timestamp';
+import { notesFirstLine } from '../archive/sidefiles';
 import { Progress, action, formatTable, humanBytes, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
 
 interface StoreOpts {
@@ -36,7 +38,7 @@ async function openStore(o: StoreOpts): Promise<Context> {
   const log = makeLogger(o);
   const root = o.dataset ?? cfg.store.dataset;
   if (!root) {
-    throw new UsageError(`no store dataset: set store.dataset in the config (/etc/vzdump-zfs/config.yaml) or pass --dataset ROOT`);
+    throw new UsageError(`no store dataset: set store.dataset in the config (${DEFAULT_CONFIG_PATH}) or pass --dataset ROOT`);
   }
   const zfs = new Zfs({ onCommand: (argv) => log.debug(`run: ${argv.join(' ')}`) });
   if (!(await zfs.exists(root))) {
@@ -49,7 +51,7 @@ async function openStore(o: StoreOpts): Promise<Context> {
 function withStoreOptions(cmd: Command): Command {
   return cmd
     .option('--dataset <ROOT>', 'root dataset of the store (config: store.dataset)')
-    .option('--config <FILE>', 'config file (default /etc/vzdump-zfs/config.yaml)')
+    .option('--config <FILE>', `config file (default ${DEFAULT_CONFIG_PATH})`)
     .option('--tz <ZONE>', 'time zone of the PVE node that named the archives (config: pve.timeZone)')
     .option('-q, --quiet', 'print only results and errors')
     .option('-v, --verbose', 'also print every zfs command');
@@ -62,7 +64,7 @@ function parseVmid(v: string): number {
 
 /** TIMESTAMP as YYYY_MM_DD-HH_MM_SS, or the original archive file name. */
 function parseTimestamp(v: string, vmid: number): string {
-  if (/^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/.test(v)) return v;
+  if (timestampProblem(v) === undefined) return v;
   let parsed;
   try {
     parsed = parseArchiveName(path.basename(v));
@@ -205,7 +207,7 @@ export function registerStoreCommands(program: Command): void {
         o.p ? String(b.size) : humanBytes(b.size),
         b.protected ? '1' : '0',
         b.archive,
-        b.notes.split('\n')[0] ?? '',
+        notesFirstLine(b.notes),
       ]);
       process.stdout.write(formatTable(['VMID', 'TIME', 'SIZE', 'PROTECTED', 'ARCHIVE', 'NOTES'], rows, { noHeader: o.H }));
     }),

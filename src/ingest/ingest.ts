@@ -19,6 +19,7 @@ import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { openArchive } from '../archive/compression';
 import { readVma } from '../vma/reader';
 import { assertSafeName, clusterCount } from '../vma/names';
+import { timestampProblem } from '../util/timestamp';
 import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
@@ -32,7 +33,6 @@ export const LOG_FILE = 'vzdump.log';
  * on while this thread hashes (without it the decompressor stalls on a full pipe).
  */
 const YIELD_EVERY = 4;
-const TIMESTAMP_RE = /^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/;
 const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE]);
 
 export interface IngestRequest {
@@ -108,9 +108,8 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
   if (!Number.isInteger(vmid) || vmid < 100 || vmid > 999999999) {
     throw new ArchiveNameError(`'${fileName}': guest id ${vmid} is outside 100..999999999`, fileName);
   }
-  if (!TIMESTAMP_RE.test(timestamp)) {
-    throw new ArchiveNameError(`'${fileName}': time '${timestamp}' is not of the form YYYY_MM_DD-HH_MM_SS`, fileName);
-  }
+  const bad = timestampProblem(timestamp);
+  if (bad) throw new ArchiveNameError(`'${fileName}': time '${timestamp}' is not a backup time - ${bad}`, fileName);
   return { vmid, timestamp, fileName, vzdumpName: parsed !== undefined };
 }
 

@@ -39,6 +39,7 @@ import { lstat, open, readdir, rm, truncate } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
+import { timestampProblem } from '../util/timestamp';
 import { acquireLock, pidAlive, type Lock } from './lock';
 import { isNotExist, type PropRow, type Zfs } from './zfs';
 
@@ -67,7 +68,6 @@ const P = {
 } as const;
 const RESERVED_KEYS = new Set(['format', 'archive', 'ctime', 'size', 'notes', 'protected', 'dirty', 'owner']);
 
-const TIMESTAMP_RE = /^\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2}$/;
 const VMID_RE = /^[1-9]\d{0,9}$/;
 
 // ---------------------------------------------------------------- public types
@@ -615,7 +615,7 @@ function isOwnSnapshotName(rel: string): boolean {
   if (at < 0) return false;
   const ds = rel.slice(0, at);
   const snap = rel.slice(at + 1);
-  return VMID_RE.test(ds) && snap.startsWith(SNAPSHOT_PREFIX) && TIMESTAMP_RE.test(snap.slice(SNAPSHOT_PREFIX.length));
+  return VMID_RE.test(ds) && snap.startsWith(SNAPSHOT_PREFIX) && timestampProblem(snap.slice(SNAPSHOT_PREFIX.length)) === undefined;
 }
 
 function checkVmid(vmid: number): void {
@@ -623,7 +623,8 @@ function checkVmid(vmid: number): void {
 }
 
 function checkTimestamp(ts: string): void {
-  if (!TIMESTAMP_RE.test(ts)) throw new UsageError(`invalid backup timestamp '${ts}' - expected YYYY_MM_DD-HH_MM_SS`);
+  const bad = timestampProblem(ts);
+  if (bad) throw new UsageError(`invalid backup timestamp '${ts}' - ${bad}`);
 }
 
 function toNumber(v: string | undefined): number {

@@ -1,0 +1,23 @@
+import { timestampFields, timestampProblem } from '../../src/util/timestamp';
+import { ingestTarget } from '../../src/ingest/ingest';
+
+describe('backup timestamps', () => {
+  test('split into wall-time fields', () => {
+    expect(timestampFields('2026_02_28-23_59_59')).toEqual({ year: 2026, month: 2, day: 28, hour: 23, minute: 59, second: 59 });
+    expect(timestampProblem('2024_02_29-00_00_00')).toBeUndefined();
+  });
+
+  test.each([
+    ['2026_1_01-00_00_00', /expected YYYY_MM_DD-HH_MM_SS/],
+    ['2026_13_01-00_00_00', /month 13/],
+    ['2026_02_29-00_00_00', /day 29 out of range 1..28/],
+    ['2026_01_01-24_00_00', /hour 24/],
+  ])('%s is refused', (ts, why) => {
+    expect(timestampProblem(ts)).toMatch(why);
+  });
+
+  test('ingest --time takes the same check as archive names', () => {
+    expect(() => ingestTarget('/x/odd-name.vma', { vmid: 101, timestamp: '2026_13_01-00_00_00' })).toThrow(/time '2026_13_01-00_00_00' is not a backup time - month 13/);
+    expect(ingestTarget('/x/odd-name.vma', { vmid: 101, timestamp: '2026_12_01-00_00_00' }).timestamp).toBe('2026_12_01-00_00_00');
+  });
+});

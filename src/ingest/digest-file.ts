@@ -12,9 +12,7 @@
  */
 import * as fs from 'node:fs';
 import { IoError } from '../errors';
-import { DIGEST_SIZE, type DigestAlgorithm, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
-import { expandCluster } from '../vma/reader';
-import type { VmaCluster } from '../vma/types';
+import { DIGEST_SIZE, type DigestAlgorithm, zeroClusterDigest } from '../store/cluster-digest';
 const ENTRIES_PER_PAGE = 8192; // 256 KiB page, covers 512 MiB of disk
 const PAGE_BYTES = ENTRIES_PER_PAGE * DIGEST_SIZE;
 const MAX_PAGES = 32; // 8 MiB of digests in memory at most
@@ -166,10 +164,4 @@ export class DigestFile {
     this.pages.clear();
     fs.closeSync(this.fd);
   }
-}
-
-/** Digest of a full 64 KiB cluster (absent blocks are zeros). */
-export function clusterDigest(alg: DigestAlgorithm, c: VmaCluster): Buffer {
-  if (c.mask === 0) return zeroClusterDigest(alg);
-  return hashCluster(alg, expandCluster(c));
 }

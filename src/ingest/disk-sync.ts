@@ -23,8 +23,9 @@ import { IoError } from '../errors';
 import type { VmaCluster } from '../vma/types';
 import { expandCluster } from '../vma/reader';
 import { DIGEST_ALGORITHM, type DigestAlgorithm, digestFileName, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
-import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, ZERO_BLOCK } from '../vma/constants';
-import { DigestFile, clusterDigest } from './digest-file';
+import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, ZERO_BLOCK, ZERO_CLUSTER } from '../vma/constants';
+import { clusterCount } from '../vma/names';
+import { DigestFile } from './digest-file';
 
 /** changed clusters being read/compared/written at once (4 MiB of data at most) */
 const MAX_IN_FLIGHT = 32;
@@ -45,11 +46,6 @@ export function diskImageName(devName: string): string {
   return `disk-${devName}.raw`;
 }
 
-export interface DiskSyncOptions {
-  /** digest algorithm of the digest file (default: what new ingests write) */
-  algorithm?: DigestAlgorithm;
-}
-
 function pread(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
@@ -61,7 +57,8 @@ function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number):
 export class DiskSync {
   readonly stats: DiskSyncStats = { clusters: 0, unchanged: 0, compared: 0, blocksWritten: 0, bytesRead: 0, bytesWritten: 0 };
   readonly imagePath: string;
-  readonly algorithm: DigestAlgorithm;
+  /** what new ingests write: a disk's digests are always rewritten in it */
+  readonly algorithm: DigestAlgorithm = DIGEST_ALGORITHM;
   private readonly fd: number;
   private readonly digests: DigestFile;
   private readonly zeroDigest: Buffer;
@@ -80,13 +77,11 @@ export class DiskSync {
     dir: string,
     readonly devName: string,
     readonly size: number,
-    opts: DiskSyncOptions = {},
   ) {
-    this.algorithm = opts.algorithm ?? DIGEST_ALGORITHM;
     this.zeroDigest = zeroClusterDigest(this.algorithm);
     this.imagePath = path.join(dir, diskImageName(devName));
     const digestPath = path.join(dir, digestFileName(devName, this.algorithm));
-    const clusters = Math.ceil(size / CLUSTER_SIZE);
+    const clusters = clusterCount(size);
     this.lastCluster = clusters - 1;
     this.tailBytes = size % CLUSTER_SIZE;
     let imageHadData = false;
@@ -124,33 +119,26 @@ export class DiskSync {
   /**
    * Applies one cluster of the new backup: hashes it here, and when it changed starts its
    * read-compare-write on the thread pool. The cluster's buffers must stay unchanged until
-   * `close()` (the VMA reader never reuses them). The device's partial last cluster is hashed
-   * with the bytes past the disk end zeroed.
+   * `close()` (the VMA reader never reuses them). The cluster is expanded once; of the device's
+   * partial last cluster only the bytes before the disk end are hashed (as if zero-padded),
+   * compared and written, whatever the archive carried past the end.
    */
   apply(c: VmaCluster): void {
     if (this.failure) throw this.failure;
     this.stats.clusters++;
     const base = c.cluster * CLUSTER_SIZE;
-    const partial = c.cluster === this.lastCluster && this.tailBytes !== 0;
-    let full: Buffer | undefined;
-    let digest: Buffer;
-    if (partial) {
-      // bytes past the disk end count as zeros, whatever the archive carried there
-      full = Buffer.alloc(CLUSTER_SIZE);
-      expandCluster(c).copy(full, 0, 0, this.tailBytes);
-      digest = hashCluster(this.algorithm, full);
-    } else {
-      digest = clusterDigest(this.algorithm, c);
-    }
+    const limit = c.cluster === this.lastCluster && this.tailBytes !== 0 ? this.tailBytes : CLUSTER_SIZE;
+    // an all-zero cluster is only read from, so the shared zero buffer serves
+    const full = c.mask === 0 ? ZERO_CLUSTER : expandCluster(c);
+    const digest = c.mask === 0 ? this.zeroDigest : hashCluster(this.algorithm, full.subarray(0, limit));
     if (this.trustDigests && this.digests.matches(c.cluster, digest)) {
       this.stats.unchanged++;
       return;
     }
-    full ??= expandCluster(c);
     const oldKnownZero = this.trustDigests && this.digests.matches(c.cluster, this.zeroDigest);
     this.digests.set(c.cluster, digest);
     this.inFlight++;
-    this.syncCluster(full, base, partial ? this.tailBytes : CLUSTER_SIZE, oldKnownZero).then(
+    this.syncCluster(full, base, limit, oldKnownZero).then(
       () => this.settled(),
       (e: unknown) => {
         this.failure ??= e;
@@ -191,8 +179,8 @@ export class DiskSync {
         let differs = false;
         if (j < BLOCKS_PER_CLUSTER && j * BLOCK < limit) {
           const lo = j * BLOCK;
-          const hi = lo + BLOCK;
-          differs = old ? full.compare(old, lo, hi, lo, hi) !== 0 : !full.subarray(lo, hi).equals(ZERO_BLOCK);
+          const hi = Math.min(lo + BLOCK, limit);
+          differs = old ? full.compare(old, lo, hi, lo, hi) !== 0 : !full.subarray(lo, hi).equals(ZERO_BLOCK.subarray(0, hi - lo));
         }
         if (differs) {
           if (runStart < 0) runStart = j;

@@ -37,8 +37,6 @@ export function isDigestFileName(name: string): boolean {
 
 type Blake3 = (input: Uint8Array) => Buffer;
 let blake3Fn: Blake3 | undefined;
-/** which BLAKE3 implementation is loaded: 'native' or 'wasm' (undefined before loadClusterDigests) */
-export let blake3Implementation: 'native' | 'wasm' | undefined;
 
 const NATIVE_BINDING = '@napi-rs/blake-hash-linux-x64-gnu';
 
@@ -48,7 +46,6 @@ export async function loadClusterDigests(): Promise<void> {
   if (process.platform === 'linux' && process.arch === 'x64' && process.env.VZDUMP_ZFS_BLAKE3 !== 'wasm') {
     try {
       blake3Fn = (require(NATIVE_BINDING) as { blake3: Blake3 }).blake3;
-      blake3Implementation = 'native';
       return;
     } catch {
       // not installed (or musl): fall through to the WebAssembly build
@@ -57,7 +54,6 @@ export async function loadClusterDigests(): Promise<void> {
   const { createBLAKE3 } = await import('hash-wasm');
   const h = await createBLAKE3();
   blake3Fn = (input) => Buffer.from(h.init().update(input).digest('binary'));
-  blake3Implementation = 'wasm';
 }
 
 function blake3(): Blake3 {

@@ -114,8 +114,6 @@ export interface GuestWrite {
   dir: string;
   /** True when this write created the guest dataset. */
   created: boolean;
-  /** Latest committed backup of this guest, if any. */
-  latest?: BackupInfo;
   /** Snapshots with all properties, clears the dirty mark, releases the lock. */
   commit(timestamp: string, props: BackupProps): Promise<BackupInfo>;
   /** Rolls back to the latest snapshot, or destroys the dataset if `created` and it has none; idempotent. */
@@ -340,8 +338,7 @@ export class BackupStore {
     const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`);
     try {
       const marker = `${process.pid}@${hostname()}`;
-      let exists = await this.zfs.exists(ds);
-      if (exists) exists = await this.recover(ds);
+      let exists = await this.recover(ds);
       let created = false;
       if (!exists) {
         // created already marked dirty: no window where it exists half-written and unmarked
@@ -351,8 +348,7 @@ export class BackupStore {
         await this.zfs.set(ds, { [P.dirty]: marker });
       }
       const dir = await this.mountedDir(ds);
-      const backups = await this.list(vmid);
-      return new Write(this, lock, vmid, ds, dir, created, backups[backups.length - 1]);
+      return new Write(this, lock, vmid, ds, dir, created);
     } catch (e) {
       await lock.release();
       throw e;
@@ -362,10 +358,16 @@ export class BackupStore {
   /**
    * If `ds` is marked dirty (a write died), undoes that write: drops a trailing backup snapshot
    * that never got its properties, then rolls back to the latest snapshot, or destroys the
-   * dataset if it has none. Returns whether the dataset still exists. Caller holds the lock.
+   * dataset if it has none. Returns whether the dataset exists (afterwards). Caller holds the lock.
    */
   private async recover(ds: string): Promise<boolean> {
-    const { [P.dirty]: dirty } = await this.zfs.get(ds, [P.dirty]);
+    let dirty: string;
+    try {
+      ({ [P.dirty]: dirty } = await this.zfs.get(ds, [P.dirty]));
+    } catch (e) {
+      if (isNotExist(e)) return false;
+      throw e;
+    }
     if (dirty === '-') return true;
     return this.undoWrite(ds, true);
   }
@@ -440,7 +442,8 @@ export class BackupStore {
   }
 
   /** Takes the snapshot with its properties (atomically where `zfs snapshot -o` works), then verifies them. */
-  async snapshotWithProps(snap: string, props: Record<string, string>): Promise<void> {
+  /** Takes `snap` with `props` (all at once where zfs can), checks them by reading them back, and returns the backup. */
+  async snapshotWithProps(snap: string, props: Record<string, string>): Promise<BackupInfo> {
     if (this.snapshotDashO !== false) {
       try {
         await this.zfs.snapshot(snap, props);
@@ -457,14 +460,17 @@ export class BackupStore {
       await this.zfs.set(snap, rest);
       await this.zfs.set(snap, { [P.format]: format });
     }
-    const rows = await this.zfs.getRows([snap], Object.keys(props));
+    // one read serves the check and the returned BackupInfo (what get() would read)
+    const rows = await this.zfs.getRows([snap], ['all'], { sources: ['local', 'none'] });
     const got = new Map(rows.filter((r) => r.source === 'local').map((r) => [r.property, r.value]));
+    const backup = this.parseBackups(rows)[0];
     for (const [k, v] of Object.entries(props)) {
-      if (got.get(k) !== v) {
+      if (got.get(k) !== v || !backup) {
         await this.zfs.destroy(snap).catch(() => undefined);
         throw new IntegrityError(`snapshot '${snap}': property '${k}' reads back as '${got.get(k) ?? '-'}', expected '${v}'`, snap);
       }
     }
+    return backup!;
   }
 
   /** Encodes BackupProps into snapshot user properties. */
@@ -579,7 +585,6 @@ class Write implements GuestWrite {
     readonly dataset: string,
     readonly dir: string,
     readonly created: boolean,
-    readonly latest: BackupInfo | undefined,
   ) {}
 
   async commit(timestamp: string, props: BackupProps): Promise<BackupInfo> {
@@ -589,12 +594,12 @@ class Write implements GuestWrite {
     if (await this.store.zfs.exists(snap)) {
       throw new ConflictError(`backup '${this.vmid}/${timestamp}' already exists ('${snap}')`, snap);
     }
-    await this.store.snapshotWithProps(snap, encoded);
+    const backup = await this.store.snapshotWithProps(snap, encoded);
     // committed: from here on the snapshot is a backup; clearing the mark only ends the write
-    await this.store.zfs.inherit(this.dataset, `${PROP_PREFIX}dirty`);
+    await this.store.zfs.inherit(this.dataset, P.dirty);
     this.finished = true;
     await this.lock.release();
-    return this.store.get(this.vmid, timestamp);
+    return backup;
   }
 
   async abort(): Promise<void> {

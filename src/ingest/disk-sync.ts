@@ -46,6 +46,11 @@ export function diskImageName(devName: string): string {
   return `disk-${devName}.raw`;
 }
 
+/** True for a file name diskImageName gives. */
+export function isDiskImageName(name: string): boolean {
+  return /^disk-.+\.raw$/.test(name);
+}
+
 function pread(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
   return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }

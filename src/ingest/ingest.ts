@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArchiveNameError, IoError, NotFoundError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
+import { ArchiveNameError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
 import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { openArchive } from '../archive/compression';
@@ -22,8 +22,8 @@ import { assertSafeName, clusterCount } from '../vma/names';
 import { timestampProblem } from '../util/timestamp';
 import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
-import { MANIFEST_FILE, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
-import { DiskSync, type DiskSyncStats, diskImageName } from './disk-sync';
+import { MANIFEST_FILE, MANIFEST_FORMAT, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
+import { DiskSync, type DiskSyncStats, diskImageName, isDiskImageName } from './disk-sync';
 import { DIGEST_ALGORITHM, digestFileName, isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
@@ -164,7 +164,7 @@ async function findExisting(store: BackupStore, vmid: number, timestamp: string)
   try {
     return await store.get(vmid, timestamp);
   } catch (e) {
-    if (e instanceof NotFoundError || (VzError.isVzError(e) && e.code === 'VZ_ERR_NOT_FOUND')) return undefined;
+    if (VzError.isVzError(e) && e.code === 'VZ_ERR_NOT_FOUND') return undefined;
     throw e;
   }
 }
@@ -181,7 +181,7 @@ function removeStale(dir: string, keep: Set<string>, previous: Manifest | undefi
     if (previous.log) candidates.add(previous.log);
   }
   for (const f of fs.readdirSync(dir)) {
-    if (/^disk-.+\.raw$/.test(f) || isDigestFileName(f)) candidates.add(f);
+    if (isDiskImageName(f) || isDigestFileName(f)) candidates.add(f);
   }
   for (const f of candidates) {
     if (!keep.has(f)) fs.rmSync(path.join(dir, f), { force: true });
@@ -300,7 +300,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
 
     stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const manifest: Manifest = {
-      format: 1,
+      format: MANIFEST_FORMAT,
       vmid,
       subtype: 'qemu',
       archive: fileName,

@@ -42,7 +42,8 @@ export interface RestoreResult {
   manifest: Manifest;
 }
 
-function readConfigs(dir: string, m: Manifest, what: string): VmaConfig[] {
+/** Reads the backup's configs and checks each against its SHA-256 in the manifest. */
+export function readConfigs(dir: string, m: Manifest, what: string): VmaConfig[] {
   return m.configs.map((c) => {
     const p = path.join(dir, c.name);
     let data: Buffer;

@@ -17,6 +17,7 @@ import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, digestAlgorithmOf, hashClu
 import { CLUSTER_SIZE as CLUSTER } from '../vma/constants';
 import { clusterCount } from '../vma/names';
 import { imageClusters } from './image-clusters';
+import { readConfigs } from './restore';
 
 /** digest entries read at a time (32 KiB, covering 64 MiB of disk) */
 const SUMS_BATCH = 1024;
@@ -62,11 +63,7 @@ async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, 
 export async function verifyBackupDir(dir: string, what: string): Promise<VerifyResult> {
   const m = readManifest(dir, what);
   await loadClusterDigests();
-  for (const c of m.configs) {
-    const p = path.join(dir, c.name);
-    const sum = createHash('sha256').update(fs.readFileSync(p)).digest('hex');
-    if (sum !== c.sha256) throw new IntegrityError(`backup ${what}: config '${c.name}' does not match its digest`, p);
-  }
+  readConfigs(dir, m, what);
   let clusters = 0;
   for (const d of m.disks) {
     clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), digestAlgorithmOf(d.digestAlgorithm)!, d.size, d.digestOfDigests);

@@ -11,9 +11,11 @@
 
 import { spawn } from 'node:child_process';
 import { mkdir, open, rm, readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { ZfsCommandError } from '../errors';
+import { pidAlive } from './lock';
 import { Zfs } from './zfs';
 
 export interface EnsureZfsOptions {
@@ -91,32 +93,22 @@ export async function ensureZfsRunning(opts: EnsureZfsOptions = {}): Promise<Zfs
 
 /** Sends TERM to `pid`, waits up to 10 s for it to go, then KILL. No-op when it is gone. */
 export async function stopPid(pid: number, graceMs = 10000): Promise<void> {
-  if (!alive(pid)) return;
+  if (!pidAlive(pid)) return;
   try {
     process.kill(pid, 'SIGTERM');
   } catch {
     return;
   }
   const deadline = Date.now() + graceMs;
-  while (alive(pid) && Date.now() < deadline) await sleep(100);
-  if (alive(pid)) {
+  while (pidAlive(pid) && Date.now() < deadline) await sleep(100);
+  if (pidAlive(pid)) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       /* gone meanwhile */
     }
-    while (alive(pid)) await sleep(50);
+    while (pidAlive(pid)) await sleep(50);
   }
-}
-
-/** Whether `pid` is running (zombies of our own children count as gone). */
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  return true;
 }
 
 /** Whether /proc says `pid` is a running zfs-fuse (guards against a reused pid). */
@@ -174,6 +166,3 @@ export async function destroyPool(name: string, opts: { zfs?: Zfs; vdevPath?: st
   if (opts.vdevPath) await rm(opts.vdevPath, { force: true });
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

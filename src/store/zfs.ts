@@ -22,6 +22,7 @@
 
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ZfsCommandError, stderrTail } from '../errors';
 
 export interface ZfsOptions {
@@ -396,6 +397,3 @@ function checkPropValue(k: string, v: string): void {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}

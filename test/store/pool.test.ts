@@ -3,7 +3,8 @@ import { access, mkdtemp, rm, stat, writeFile, readFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZfsCommandError } from '../../src/errors';
-import { createFilePool, destroyPool, ensureZfsRunning, stopPid, alive } from '../../src/store/pool';
+import { createFilePool, destroyPool, ensureZfsRunning, stopPid } from '../../src/store/pool';
+import { pidAlive as alive } from '../../src/store/lock';
 import { Zfs } from '../../src/store/zfs';
 import { describeZfs } from '../helpers/zpool';
 import { spawn } from 'node:child_process';

@@ -112,13 +112,3 @@ export function machineLine(): string {
   const mem = (os.totalmem() / 2 ** 30).toFixed(1);
   return `machine: ${model}, ${cpus.length} cores, ${mem} GiB RAM, node ${process.version}, zstd ${zv}, ${os.type()} ${os.release()}, ${loadLine()}`;
 }
-
-const UNITS: Record<string, number> = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
-
-/** Parses a size like `4G`, `512M`, `1.5GiB` or `1073741824` (binary units); undefined when invalid. */
-export function parseSize(s: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$/i.exec(s);
-  if (!m) return undefined;
-  const n = Math.round(Number(m[1]) * UNITS[m[2]!.toUpperCase()]!);
-  return n > 0 ? n : undefined;
-}

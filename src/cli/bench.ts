@@ -11,7 +11,8 @@
  */
 import * as path from 'node:path';
 import { runCodecBench } from '../bench/codec';
-import { machineLine, parseSize, type BenchOptions } from '../bench/measure';
+import { machineLine, type BenchOptions } from '../bench/measure';
+import { parseSize } from '../util/format';
 
 type Section = (opts: BenchOptions) => Promise<void>;
 

@@ -2,13 +2,13 @@
 import { Command } from 'commander';
 import { UsageError } from '../errors';
 import { runDemo } from '../demo/demo';
+import { parseSize } from '../util/format';
 import { action } from './common';
 
-function parseSize(v: string): number {
-  const m = /^(\d+)([KMG]?)$/i.exec(v);
-  if (!m) throw new UsageError(`invalid size '${v}' - expected a number with K, M or G`);
-  const mult = { '': 1, K: 1024, M: 1 << 20, G: 1 << 30 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return Number(m[1]) * mult;
+function diskSizeArg(v: string): number {
+  const n = parseSize(v);
+  if (n === undefined) throw new UsageError(`invalid size '${v}' - expected a number with K, M or G`);
+  return n;
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -28,7 +28,7 @@ export function registerDemoCommand(program: Command): void {
         if (!Number.isInteger(days) || days < 1 || days > 365) throw new UsageError(`--days must be 1..365, got '${o.days}'`);
         const change = Number(o.change);
         if (!(change >= 0 && change <= 50)) throw new UsageError(`--change must be a percentage from 0 to 50, got '${o.change}'`);
-        const diskSize = parseSize(o.diskSize);
+        const diskSize = diskSizeArg(o.diskSize);
         if (diskSize < 64 << 20 || diskSize % 4096 !== 0) throw new UsageError(`--disk-size must be at least 64M and a multiple of 4K`);
         await runDemo({
           dataset: o.dataset,

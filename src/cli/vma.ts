@@ -21,7 +21,8 @@ import { compressionFromFileName } from '../archive/names';
 import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError } from '../errors';
 import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
-import { BLOCK_SIZE as BLOCK, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
+import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
+import { popcount16 } from '../vma/extent';
 import { imageClusters } from '../restore/image-clusters';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
 import { action, Progress } from './common';
@@ -101,9 +102,7 @@ function summaryLine(s: Stats): string {
 function countCluster(s: Stats, mask: number): void {
   s.clusters++;
   s.bytes += CLUSTER;
-  let zero = 16;
-  for (let m = mask; m; m &= m - 1) zero--;
-  s.sparse += zero * BLOCK;
+  s.sparse += (BLOCKS_PER_CLUSTER - popcount16(mask)) * BLOCK;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -170,7 +169,7 @@ function clusterWrites(t: Target, cluster: number, mask: number, blocks: Buffer,
     if (len > 0) write(blocks.subarray(runStart, runStart + len), runPos);
     runStart = -1;
   };
-  for (let j = 0; j < 16; j++) {
+  for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
     if (!(mask & (1 << j))) {
       flush(src);
       continue;

@@ -52,8 +52,6 @@ export interface ReadVmaOptions {
 
 const EMPTY = Buffer.alloc(0);
 
-const EMPTY_CHUNK = Buffer.alloc(0);
-
 /** A FIFO of input chunks that hands out exactly n bytes, copying only when n spans chunks. */
 class ByteQueue {
   /** chunks[head..] are live; the consumed prefix is dropped in batches (no O(n) shift per chunk) */
@@ -79,7 +77,7 @@ class ByteQueue {
 
   private dropHead(): void {
     // release the consumed chunk now, not when the batch is compacted
-    this.chunks[this.head] = EMPTY_CHUNK;
+    this.chunks[this.head] = EMPTY;
     this.head++;
     this.headOff = 0;
     if (this.head === this.chunks.length) {

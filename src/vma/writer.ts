@@ -29,7 +29,7 @@ import {
   ZERO_BLOCK,
   ZERO_CLUSTER,
 } from './constants';
-import { encodeExtentHeader, type BlockInfo } from './extent';
+import { encodeExtentHeader, extentByteSize, type BlockInfo } from './extent';
 import { encodeHeader } from './header';
 import { clusterCount } from './names';
 import type { VmaClusterData, VmaConfig } from './types';
@@ -86,7 +86,7 @@ export async function* writeVma(
   const flush = (): Buffer => {
     const buf = scratch ?? Buffer.allocUnsafe(EXTENT_HEADER_SIZE);
     encodeExtentHeader({ uuid: opts.uuid, blockCount: blocks, entries }).copy(buf, 0);
-    const used = EXTENT_HEADER_SIZE + blocks * BLOCK_SIZE;
+    const used = extentByteSize(blocks);
     let out: Buffer;
     if (scratch !== undefined && used * 2 >= scratch.length) {
       out = buf.subarray(0, used); // hand the scratch buffer over; allocate a new one next time
@@ -131,7 +131,7 @@ export async function* writeVma(
         if (n <= 0) break; // blocks starting at or past the device end are never stored
         const block = data.subarray(bStart, bStart + n);
         if (block.equals(n === BLOCK_SIZE ? ZERO_BLOCK : ZERO_BLOCK.subarray(0, n))) continue;
-        const dst = EXTENT_HEADER_SIZE + blocks * BLOCK_SIZE;
+        const dst = extentByteSize(blocks);
         block.copy(scratch, dst);
         if (n < BLOCK_SIZE) scratch.fill(0, dst + n, dst + BLOCK_SIZE);
         mask |= 1 << j;

@@ -228,7 +228,8 @@ export async function* readVma(
       const start = pos;
       const eh = relabel(() => decodeExtentHeader(q.take(EXTENT_HEADER_SIZE), header.uuid, start));
       const at = `extent at offset ${start}`;
-      const slots: { state: DeviceState; cluster: number; mask: number }[] = [];
+      /** `len`: bytes of the cluster's stored blocks in the extent's data */
+      const slots: { state: DeviceState; cluster: number; mask: number; len: number }[] = [];
       for (let i = 0; i < eh.entries.length; i++) {
         const e = eh.entries[i];
         if (e.devId === 0) continue;
@@ -253,7 +254,7 @@ export async function* readVma(
         if (!state.seen.add(e.cluster)) {
           fail(`${at}: slot ${i}: duplicated cluster ${e.cluster} of device '${name}'`, start, 'cluster_num');
         }
-        slots.push({ state, cluster: e.cluster, mask: e.mask });
+        slots.push({ state, cluster: e.cluster, mask: e.mask, len: popcount16(e.mask) * BLOCK_SIZE });
       }
       // ---- the extent's data: cut it into the clusters' blocks while the input produces it ----
       // A cluster lying inside one input chunk becomes a view of that chunk (no copy); one that
@@ -265,8 +266,7 @@ export async function* readVma(
       let curBuf: Buffer | undefined; // its own buffer, when it spans chunks
       let curFill = 0;
       let have = 0; // body bytes consumed so far
-      const lenOf = (s: { mask: number }): number => (s.mask === FULL_MASK ? CLUSTER_SIZE : popcount16(s.mask) * BLOCK_SIZE);
-      while (cur < slots.length && lenOf(slots[cur]) === 0) blocks[cur++] = EMPTY;
+      while (cur < slots.length && slots[cur]!.len === 0) blocks[cur++] = EMPTY;
       while (have < bodyLen) {
         let piece = q.shiftChunk();
         if (piece === undefined) {
@@ -278,7 +278,7 @@ export async function* readVma(
           piece = toBuffer(r.value);
         }
         while (piece.length > 0 && cur < slots.length) {
-          const len = lenOf(slots[cur]);
+          const len = slots[cur]!.len;
           if (curBuf === undefined && piece.length >= len) {
             blocks[cur] = piece.subarray(0, len);
             piece = piece.subarray(len);
@@ -296,7 +296,7 @@ export async function* readVma(
             curFill = 0;
           }
           cur++;
-          while (cur < slots.length && lenOf(slots[cur]) === 0) blocks[cur++] = EMPTY;
+          while (cur < slots.length && slots[cur]!.len === 0) blocks[cur++] = EMPTY;
         }
         if (piece.length > 0) q.pushFront(piece);
       }

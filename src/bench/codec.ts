@@ -16,7 +16,9 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IntegrityError } from '../errors';
-import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement } from './measure';
+import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
+import { humanBytes } from '../util/format';
+import { prng } from '../util/prng';
 import { fixed, gbPerSecond, percent, printTable } from './table';
 
 const CLUSTER = 65536;
@@ -36,16 +38,11 @@ const TARGET_RSS = 150e6;
 // ---------------------------------------------------------------------------------------------
 // image generation
 
-/** xorshift32: fast, deterministic, good enough to pick cluster kinds and pool offsets. */
+/** The project's seeded generator (util/prng) with the two draws the image generator needs. */
 class Rng {
-  constructor(private s: number) {}
-  next(): number {
-    let x = this.s;
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    this.s = x >>> 0;
-    return this.s;
+  readonly next: () => number;
+  constructor(seed: number) {
+    this.next = prng(seed);
   }
   /** uniform in [0, 1) */
   float(): number {
@@ -188,15 +185,11 @@ interface Row {
   cli?: boolean;
 }
 
-const GiB = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 
 function log(msg: string): void {
   process.stderr.write(`codec bench: ${msg}\n`);
 }
 
-function rmrf(p: string): void {
-  fs.rmSync(p, { recursive: true, force: true });
-}
 
 function cmpFiles(a: string, b: string): void {
   const r = spawnSync('cmp', ['--', a, b], { encoding: 'utf8' });
@@ -244,7 +237,7 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
   const imageBytes = size + EFI_SIZE;
   const clusters = mix.zeroClusters + mix.textClusters + mix.randomClusters + mix.mixedClusters;
   const pct = (n: number, of: number) => `${Math.round((n * 100) / of)} %`;
-  log(`generated ${GiB(imageBytes)} of images in ${((Date.now() - t0) / 1000).toFixed(1)} s in ${dir}`);
+  log(`generated ${humanBytes(imageBytes)} of images in ${((Date.now() - t0) / 1000).toFixed(1)} s in ${dir}`);
 
   const cli = (...args: string[]) => [...opts.cli, 'vma', ...args];
   const createArgs = (output: string) =>
@@ -348,10 +341,10 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
 
   printTable({
     title:
-      `VMA codec: images ${GiB(imageBytes)} (drive-scsi0 ${GiB(size)} + drive-efidisk0 ${EFI_SIZE} B; ` +
+      `VMA codec: images ${humanBytes(imageBytes)} (drive-scsi0 ${humanBytes(size)} + drive-efidisk0 ${EFI_SIZE} B; ` +
       `${pct(mix.zeroClusters, clusters)} zero, ${pct(mix.textClusters, clusters)} text, ${pct(mix.randomClusters, clusters)} random, ` +
       `${pct(mix.mixedClusters, clusters)} mixed clusters; ${pct(mix.zeroBlocksInData, mix.dataBlocks)} of data-cluster blocks zero), ` +
-      `.vma ${GiB(vmaBytes)}, .vma.zst ${GiB(zstBytes)}`,
+      `.vma ${humanBytes(vmaBytes)}, .vma.zst ${humanBytes(zstBytes)}`,
     columns: [
       { title: 'operation' },
       { title: 'GB', align: 'right' },

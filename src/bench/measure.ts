@@ -93,6 +93,11 @@ export async function warmRun<T>(fn: () => Promise<T>, between?: () => Promise<v
   return fn();
 }
 
+/** Removes a file or directory tree if it exists. */
+export function rmrf(p: string): void {
+  fs.rmSync(p, { recursive: true, force: true });
+}
+
 /** Flushes dirty pages (e.g. an extract's output) so write-back does not slow the next measurement. */
 export function syncDisks(): void {
   spawnSync('sync', [], { stdio: 'ignore' });

@@ -28,7 +28,8 @@ import { IntegrityError, VzError } from '../errors';
 import { BackupSeries } from '../demo/series';
 import { Zfs } from '../store/zfs';
 import { createFilePool, destroyPool, ensureZfsRunning, stopPid } from '../store/pool';
-import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement } from './measure';
+import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
+import { humanBytes } from '../util/format';
 import { fixed, gbPerSecond, percent, printTable } from './table';
 
 const BLOCK = 4096;
@@ -54,16 +55,12 @@ const TARGET_SAVING = 0.9;
 const TARGET_RSS = 200e6;
 
 const MB = (n: number) => fixed(n / 1e6, 1);
-const GiB = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
 
 function log(msg: string): void {
   process.stderr.write(`store bench: ${msg}\n`);
 }
 
-function rmrf(p: string): void {
-  fs.rmSync(p, { recursive: true, force: true });
-}
 
 function envCount(name: string, fallback: number, min: number): number {
   const v = process.env[name];
@@ -285,7 +282,7 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
     const poolSize = Math.ceil((size * (isDefault ? 2.8 : 1.6) + 2 ** 30) / 2 ** 20) * 2 ** 20;
     await createFilePool(pool, vdev, poolSize, mnt, { zfs });
     owned.pools.set(pool, vdev);
-    log(`[${since()}] recordsize ${rs}: pool '${pool}' (${GiB(poolSize)} sparse)`);
+    log(`[${since()}] recordsize ${rs}: pool '${pool}' (${humanBytes(poolSize)} sparse)`);
 
     if (isDefault) ddNote = await poolSpeed(zfs, pool, vdev, mnt, dir, Math.min(DD_SIZE, size), poolRows);
 
@@ -416,7 +413,7 @@ async function poolSpeed(zfs: Zfs, pool: string, vdev: string, mnt: string, dir:
   const file = path.join(mnt, 'ddtest', 'random.bin');
   await measureCommand(['cat', rand]); // the source in the page cache
   syncDisks();
-  rows.push({ what: `dd write ${GiB(bytes)} into the pool (bs=1M, conv=fsync)`, bytes, m: await measureCommand(['dd', `if=${rand}`, `of=${file}`, 'bs=1M', 'conv=fsync', 'status=none']) });
+  rows.push({ what: `dd write ${humanBytes(bytes)} into the pool (bs=1M, conv=fsync)`, bytes, m: await measureCommand(['dd', `if=${rand}`, `of=${file}`, 'bs=1M', 'conv=fsync', 'status=none']) });
   let note = 'the pool was exported and imported between write and read (ARC cold)';
   try {
     await zfs.runZpool(['export', pool]);
@@ -425,7 +422,7 @@ async function poolSpeed(zfs: Zfs, pool: string, vdev: string, mnt: string, dir:
     note = `export/import failed (${(e as Error).message.split('\n')[0]}): the read may come from the ARC`;
     if (!(await zfs.exists(ds))) throw e;
   }
-  rows.push({ what: `dd read ${GiB(bytes)} back (bs=1M, of=/dev/null)`, bytes, m: await measureCommand(['dd', `if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none']) });
+  rows.push({ what: `dd read ${humanBytes(bytes)} back (bs=1M, of=/dev/null)`, bytes, m: await measureCommand(['dd', `if=${file}`, 'of=/dev/null', 'bs=1M', 'status=none']) });
   await zfs.destroy(ds);
   rmrf(rand);
   return note;
@@ -455,7 +452,7 @@ function report(
   // ---- table 1: ingest time ----
   printTable({
     title:
-      `Store ingest: ${GiB(size)} ext4 disk (+ 528 KiB EFI disk), ${k.days} daily backups, generator change rate ${fixed(k.changeRate * 100, 1)} % a day ` +
+      `Store ingest: ${humanBytes(size)} ext4 disk (+ 528 KiB EFI disk), ${k.days} daily backups, generator change rate ${fixed(k.changeRate * 100, 1)} % a day ` +
       `(${changedShare(days, size)} of the 4 KiB blocks really changed on days 2-${k.days}); ` +
       `recordsize ${DEFAULT_RECORDSIZE} (default) on ${k.days} days, ${RECORDSIZES.filter((r) => r !== DEFAULT_RECORDSIZE).join('/')} on ${k.sideDays}`,
     columns: [
@@ -573,7 +570,7 @@ function report(
     restoreTable.push([p.what, fixed(p.bytes / 1e9, 2), fixed(p.m.seconds, 1), fixed(gbPerSecond(p.bytes, p.m.seconds), 2), '', '']);
   }
   printTable({
-    title: `Restore of the last day to a file (disk bytes ${GiB(imageBytes)}) against the raw images, and the pool's own speed (${DEFAULT_RECORDSIZE} pool)`,
+    title: `Restore of the last day to a file (disk bytes ${humanBytes(imageBytes)}) against the raw images, and the pool's own speed (${DEFAULT_RECORDSIZE} pool)`,
     columns: [
       { title: 'operation' },
       { title: 'GB', align: 'right' },

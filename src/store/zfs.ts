@@ -92,7 +92,8 @@ export class Zfs {
     return this.exec(this.zpoolBin, args, opts);
   }
 
-  private exec(bin: string, args: string[], opts: RunOptions): Promise<string> {
+  /** Runs a command; stdout is collected and resolved, or handed to `opts.onStdout` chunk by chunk (then '' resolves). */
+  private exec(bin: string, args: string[], opts: RunOptions & { onStdout?: (b: Buffer) => void }): Promise<string> {
     const argv = [bin, ...args];
     this.onCommand?.(argv);
     return new Promise<string>((resolve, reject) => {
@@ -103,7 +104,7 @@ export class Zfs {
       });
       const out: Buffer[] = [];
       let err = '';
-      child.stdout!.on('data', (b: Buffer) => out.push(b));
+      child.stdout!.on('data', opts.onStdout ?? ((b: Buffer) => out.push(b)));
       child.stderr!.on('data', (b: Buffer) => {
         err += b.toString('utf8');
         if (err.length > STDERR_KEEP) err = err.slice(err.length - STDERR_KEEP);
@@ -262,37 +263,15 @@ export class Zfs {
    * Size in bytes of the stream `zfs send [-i from] to` would produce, measured by running it and
    * counting (zfs-fuse has no `send -n -P`; OpenZFS 2.1 refuses /dev/null as stdout).
    */
-  sendSize(from: string | undefined, to: string, opts: { signal?: AbortSignal } = {}): Promise<number> {
-    const args = ['send', ...(from ? ['-i', from] : []), '--', to];
-    const argv = [this.zfsBin, ...args];
-    this.onCommand?.(argv);
-    return new Promise<number>((resolve, reject) => {
-      const child = spawn(this.zfsBin, args, {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, LC_ALL: 'C' },
-        signal: opts.signal,
-      });
-      let bytes = 0;
-      let err = '';
-      let spawnError: Error | undefined;
-      child.stdout!.on('data', (b: Buffer) => {
+  async sendSize(from: string | undefined, to: string, opts: { signal?: AbortSignal } = {}): Promise<number> {
+    let bytes = 0;
+    await this.exec(this.zfsBin, ['send', ...(from ? ['-i', from] : []), '--', to], {
+      signal: opts.signal,
+      onStdout: (b) => {
         bytes += b.length;
-      });
-      child.stderr!.on('data', (b: Buffer) => {
-        err += b.toString('utf8');
-        if (err.length > STDERR_KEEP) err = err.slice(err.length - STDERR_KEEP);
-      });
-      child.on('error', (e) => {
-        spawnError = e;
-      });
-      child.on('close', (code, signal) => {
-        if (code === 0 && !spawnError) resolve(bytes);
-        else {
-          const why = spawnError ? spawnError.message : cleanStderr(err) || (signal ? `killed by ${signal}` : `exit code ${code}`);
-          reject(commandError(argv, code, why, spawnError));
-        }
-      });
+      },
     });
+    return bytes;
   }
 
   /**

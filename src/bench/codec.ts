@@ -17,6 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IntegrityError } from '../errors';
 import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
+import { EFI_DISK_SIZE as EFI_SIZE } from '../demo/series';
 import { humanBytes } from '../util/format';
 import { prng } from '../util/prng';
 import { fixed, gbPerSecond, percent, printTable } from './table';
@@ -24,8 +25,6 @@ import { fixed, gbPerSecond, percent, printTable } from './table';
 const CLUSTER = 65536;
 const BLOCK = 4096;
 const DEFAULT_SIZE = 4 * 2 ** 30;
-/** PVE's EFI vars disk: 528 KiB, not a whole number of clusters (exercises the partial last cluster) */
-const EFI_SIZE = 540672;
 const RANDOM_POOL = 64 * 2 ** 20;
 const TEXT_POOL = 8 * 2 ** 20;
 const BATCH = 64 * CLUSTER;

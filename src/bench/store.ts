@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { IntegrityError, VzError } from '../errors';
-import { BackupSeries } from '../demo/series';
+import { BackupSeries, EFI_DISK_SIZE as EFI_SIZE } from '../demo/series';
 import { Zfs } from '../store/zfs';
 import { createFilePool, destroyPool, ensureZfsRunning, stopPid } from '../store/pool';
 import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
@@ -41,7 +41,6 @@ const DEFAULT_DAYS = 5;
  */
 const DEFAULT_CHANGE_RATE = 0.02;
 const VMID = 100;
-const EFI_SIZE = 540672; // the series' EFI vars disk
 /** 64K is the store's default (src/config.ts); it runs first and is the one the classic pipeline runs on */
 const DEFAULT_RECORDSIZE = '64K';
 const RECORDSIZES = [DEFAULT_RECORDSIZE, '16K', '128K'];

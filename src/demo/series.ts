@@ -84,6 +84,9 @@ interface FileEntry {
 }
 
 /** Drives the series day by day: `next()` changes the guest and writes that day's archive. */
+/** PVE's EFI vars disk: 528 KiB, not a whole number of 64 KiB clusters (exercises the partial last cluster). */
+export const EFI_DISK_SIZE = 540672;
+
 export class BackupSeries {
   readonly diskPath: string;
   readonly efiPath: string;
@@ -92,7 +95,7 @@ export class BackupSeries {
   private fileSeq = 0;
   private day = 0;
   private readonly stage: string;
-  private readonly efiSize = 540672; // 528 KiB, like PVE's efidisk: not a multiple of 64 KiB
+  private readonly efiSize = EFI_DISK_SIZE;
 
   constructor(readonly opts: SeriesOptions) {
     const next = prng(opts.seed ?? 42);

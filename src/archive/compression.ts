@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CompressionError, IoError, stderrTail } from '../errors';
 import { compressionFromFileName, type Compression } from './names';
+import type { ChunkPool } from './chunk-pool';
 
 /** Output chunk size we aim for when reading a child's stdout or a file. */
 const READ_SIZE = 1 << 20;
@@ -312,32 +313,73 @@ export function compress(input: AsyncIterable<Buffer>, c: Compression, opts: Com
 export interface OpenArchiveOptions extends DecompressOptions {
   /** override the compression implied by the file name */
   compression?: Compression;
+  /**
+   * An uncompressed file is read into this pool's buffers (ChunkPool.chunkSize each), which the
+   * consumer hands back with `pool.release`; other sources ignore it.
+   */
+  chunkPool?: ChunkPool;
 }
 
-/** Read a file in FILE_CHUNK steps, one read ahead. */
-/** Plain files are read in 4 MiB steps (fewer, larger reads measured faster than 1 MiB). */
+/** Plain files without a pool are read in 4 MiB steps (fewer, larger fresh buffers measured faster than 1 MiB). */
 const FILE_CHUNK = 4 << 20;
 
-async function* readFd(fh: fs.promises.FileHandle, signal?: AbortSignal): AsyncGenerator<Buffer> {
-  // the next read is in flight while the consumer works on the current chunk; chunks are fresh
-  // buffers because the VMA reader keeps zero-copy views of them
-  const readChunk = async (): Promise<Buffer> => {
-    const buf = Buffer.allocUnsafe(FILE_CHUNK);
-    const { bytesRead } = await fh.read(buf, 0, FILE_CHUNK, null);
-    return bytesRead === FILE_CHUNK ? buf : buf.subarray(0, bytesRead);
+/**
+ * Reads in flight at once through a pool, so page-cache copies run on several threads while the
+ * consumer parses. Measured with 4 MiB chunks on 2 cores: 1 in flight 0.68 s, 2 0.50 s, 3 0.44 s,
+ * 4 0.44 s for a 3.4 GB .vma (`cat` 0.40 s).
+ */
+const POOL_READS_AHEAD = 3;
+
+/**
+ * Reads a file from offset 0 in chunks. Without a pool: fresh buffers, one read ahead. With a pool:
+ * its buffers, POOL_READS_AHEAD positional reads in flight. A short read (end of file, or a file
+ * that changed) drops the reads issued past it and goes on from where it stopped, so no byte is
+ * skipped or repeated.
+ */
+async function* readFd(fh: fs.promises.FileHandle, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
+  // without a pool the chunks are fresh buffers, because the VMA reader may keep zero-copy views
+  const size = pool ? pool.chunkSize : FILE_CHUNK;
+  const depth = pool ? POOL_READS_AHEAD : 1;
+  const inFlight: { at: number; read: Promise<Buffer> }[] = [];
+  let pos = 0;
+  const issue = () => {
+    const buf = pool ? pool.get() : Buffer.allocUnsafe(size);
+    const at = pos;
+    pos += size;
+    const read = fh.read(buf, 0, size, at).then(
+      ({ bytesRead }) => (bytesRead === size ? buf : buf.subarray(0, bytesRead)),
+      (err: unknown) => {
+        pool?.release(buf);
+        throw err;
+      },
+    );
+    inFlight.push({ at, read });
   };
-  let next: Promise<Buffer> | undefined = readChunk();
+  const dropAhead = async () => {
+    while (inFlight.length > 0) {
+      const b = await inFlight.shift()!.read.catch(() => undefined);
+      if (b) pool?.release(b);
+    }
+  };
   try {
-    while (next) {
+    for (;;) {
       signal?.throwIfAborted();
-      const chunk: Buffer = await next;
-      if (chunk.length === 0) return;
-      next = readChunk();
+      while (inFlight.length < depth) issue();
+      const { at, read } = inFlight.shift()!;
+      const chunk = await read;
+      if (chunk.length === 0) {
+        pool?.release(chunk);
+        return;
+      }
+      if (chunk.length < size) {
+        await dropAhead();
+        pos = at + chunk.length;
+      }
       yield chunk;
     }
   } finally {
-    // settle an outstanding read before the caller closes the handle
-    if (next) await next.catch(() => undefined);
+    // settle outstanding reads before the caller closes the handle
+    await dropAhead();
   }
 }
 
@@ -362,7 +404,7 @@ export async function* openArchive(file: string, opts: OpenArchiveOptions = {}):
   }
   try {
     if (c === 'none') {
-      if (fh) yield* readFd(fh, opts.signal);
+      if (fh) yield* readFd(fh, opts.signal, opts.chunkPool);
       else yield* passThrough(fs.createReadStream('', { fd: 0, autoClose: false, highWaterMark: READ_SIZE }), opts.signal);
     } else {
       yield* runFilter(decompressArgv(c), { kind: 'fd', fd: fh ? fh.fd : 0 }, { label, signal: opts.signal });

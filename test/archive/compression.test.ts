@@ -3,6 +3,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { ChunkPool } from '../../src/archive/chunk-pool';
 import { compress, compressArgv, decompress, decompressArgv, openArchive } from '../../src/archive/compression';
 import type { Compression } from '../../src/archive/names';
 import { CompressionError, IoError } from '../../src/errors';
@@ -242,5 +243,58 @@ describe('process hygiene', () => {
 
   test('openArchive rejects an unknown extension before opening anything', async () => {
     await expect(collect(openArchive(path.join(dir, 'x.vma.bz3')))).rejects.toThrow(/unknown compression/);
+  });
+});
+
+describe('openArchive of a plain file through a ChunkPool', () => {
+  test.each([0, 1, 4095, 4096, 3 * 4096 + 5, 40_000])('a %d-byte file comes out whole and in order, in reused buffers', async (size) => {
+    const data = sample(size, size + 3);
+    const f = path.join(dir, `pooled-${size}.vma`);
+    fs.writeFileSync(f, data);
+    const pool = new ChunkPool(4096);
+    const parts: Buffer[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const chunk of openArchive(f, { chunkPool: pool })) {
+      expect(chunk.length).toBeGreaterThan(0);
+      expect(chunk.length).toBeLessThanOrEqual(4096);
+      buffers.add(chunk.buffer);
+      parts.push(Buffer.from(chunk)); // copy, then hand the buffer back at once
+      chunk.fill(0xee);
+      pool.release(chunk);
+    }
+    expect(Buffer.concat(parts).equals(data)).toBe(true);
+    expect(pool.inUse).toBe(0); // reads issued past the end were given back too
+    expect(buffers.size).toBeLessThanOrEqual(3); // two reads in flight, one being consumed
+  });
+
+  test('a consumer that keeps its chunks gets fresh buffers, never a lent one twice', async () => {
+    const data = sample(50_000, 9);
+    const f = path.join(dir, 'pooled-kept.vma');
+    fs.writeFileSync(f, data);
+    const pool = new ChunkPool(4096);
+    const kept: Buffer[] = [];
+    for await (const chunk of openArchive(f, { chunkPool: pool })) kept.push(chunk);
+    expect(Buffer.concat(kept).equals(data)).toBe(true);
+    expect(new Set(kept.map((c) => c.buffer)).size).toBe(kept.length);
+  });
+
+  test('stopping early gives back the reads still in flight', async () => {
+    const f = path.join(dir, 'pooled-stop.vma');
+    fs.writeFileSync(f, sample(100_000, 4));
+    const pool = new ChunkPool(4096);
+    for await (const chunk of openArchive(f, { chunkPool: pool })) {
+      pool.release(chunk);
+      break;
+    }
+    expect(pool.inUse).toBe(0);
+  });
+
+  test('compressed archives ignore the pool', async () => {
+    const data = sample(30_000, 5);
+    const f = path.join(dir, 'pooled.vma.zst');
+    fs.writeFileSync(f, await collect(compress(chunksOf(data), 'zst')));
+    const pool = new ChunkPool(4096);
+    expect((await collect(openArchive(f, { chunkPool: pool }))).equals(data)).toBe(true);
+    expect(pool.inUse).toBe(0);
   });
 });

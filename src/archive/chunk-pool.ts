@@ -1,0 +1,52 @@
+/**
+ * Read buffers that go round: a file source takes its chunks from the pool, and the consumer hands
+ * each chunk back once nothing refers to it any more, so the next read reuses a buffer that is
+ * already mapped (and warm in the CPU cache) instead of a fresh allocation the kernel must fault in
+ * page by page.
+ *
+ * Owns the buffers it lends and nothing else: `release` of a view of a lent buffer (any subarray)
+ * returns the whole buffer, `release` of anything else (a decompressor's pipe chunk, a buffer
+ * already returned) does nothing, so a consumer may hand back every chunk it saw. Memory: the
+ * buffers in use at once (bounded by the consumer) plus at most `maxFree` idle ones.
+ * The pairing with the consumer is the caller's: pass `release` only to a reader that keeps no
+ * view of a chunk it released (src/vma/reader.ts in transient mode).
+ */
+
+/**
+ * Chunk size for plain-file reads through a pool. Measured on a 3.4 GB .vma from the page cache
+ * (3 reads in flight): 128 KiB 2.1 s, 256 KiB 0.83 s, 1 MiB 0.58 s, 4 MiB 0.44 s, 8 MiB 0.43 s,
+ * 16 MiB 0.45 s (`cat`: 0.40 s); each read costs a thread-pool round trip, and an extent spans
+ * at most two 4 MiB chunks.
+ */
+export const POOL_CHUNK = 4 << 20;
+
+export class ChunkPool {
+  private readonly free: Buffer[] = [];
+  /** lent buffers, by their memory: a released view finds its whole buffer here */
+  private readonly lent = new Map<ArrayBufferLike, Buffer>();
+
+  constructor(
+    readonly chunkSize = POOL_CHUNK,
+    readonly maxFree = 16,
+  ) {}
+
+  /** A buffer of `chunkSize` bytes, reused when one was released; its contents are stale. */
+  get(): Buffer {
+    const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
+    this.lent.set(b.buffer, b);
+    return b;
+  }
+
+  /** Takes back the buffer `view` lies in, if this pool lent it and it is still out. */
+  release(view: Uint8Array): void {
+    const b = this.lent.get(view.buffer);
+    if (b === undefined) return;
+    this.lent.delete(view.buffer);
+    if (this.free.length < this.maxFree) this.free.push(b);
+  }
+
+  /** buffers lent and not yet released */
+  get inUse(): number {
+    return this.lent.size;
+  }
+}

@@ -23,10 +23,15 @@
  *
  * Does not guarantee data integrity: VMA has no data checksum (§1, §8.7). A device named
  * `vmstate` is read as an ordinary device (its clusters are not required to be in order); the
- * callers decide what to do with it. Cluster `blocks` are views of input chunks or of a buffer
- * allocated for that one cluster, never of a reused buffer, so they stay valid after
- * later records; this relies on the input not reusing a chunk after yielding it (true for Node
- * streams).
+ * callers decide what to do with it.
+ *
+ * Lifetime of cluster `blocks`: by default they are views of input chunks or of a buffer allocated
+ * for that one cluster, so they stay valid after later records (this relies on the input not
+ * reusing a chunk after yielding it, true for Node streams). In transient mode (`transient: true`)
+ * they are valid only until the consumer asks for the next record: the reader then assembles
+ * clusters that span input chunks in buffers it reuses for the next extent, and hands every input
+ * chunk it has consumed back through `release` once the consumer has moved past the last cluster
+ * that viewed it (at the start of the next extent), so a pooled source can reuse it.
  */
 import { VmaFormatError } from '../errors';
 import { ClusterSet } from './clusters';
@@ -48,6 +53,13 @@ export interface ReadVmaOptions {
   label?: string;
   /** default true: at EOF every cluster of every device must have appeared exactly once */
   checkComplete?: boolean;
+  /**
+   * The consumer keeps no cluster's `blocks` once it asks for the next record (copying what it
+   * keeps), so the reader may reuse its buffers and release input chunks. Default false.
+   */
+  transient?: boolean;
+  /** transient mode only: called with each input chunk (or a view of it) the reader no longer refers to */
+  release?: (chunk: Buffer) => void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -59,6 +71,9 @@ class ByteQueue {
   private head = 0;
   private headOff = 0;
   length = 0;
+
+  /** `consumed`: called with each chunk whose last byte has been taken */
+  constructor(private readonly consumed?: (chunk: Buffer) => void) {}
 
   push(b: Buffer): void {
     if (b.length === 0) return;
@@ -75,7 +90,9 @@ class ByteQueue {
     this.length += b.length;
   }
 
-  private dropHead(): void {
+  /** `taken`: the head chunk's bytes were all taken (not handed out whole by shiftChunk) */
+  private dropHead(taken: boolean): void {
+    if (taken) this.consumed?.(this.chunks[this.head]);
     // release the consumed chunk now, not when the batch is compacted
     this.chunks[this.head] = EMPTY;
     this.head++;
@@ -96,7 +113,7 @@ class ByteQueue {
     if (first.length - this.headOff >= n) {
       const out = first.subarray(this.headOff, this.headOff + n);
       this.headOff += n;
-      if (this.headOff === first.length) this.dropHead();
+      if (this.headOff === first.length) this.dropHead(true);
       this.length -= n;
       return out;
     }
@@ -108,7 +125,7 @@ class ByteQueue {
       c.copy(out, filled, this.headOff, this.headOff + k);
       filled += k;
       this.headOff += k;
-      if (this.headOff === c.length) this.dropHead();
+      if (this.headOff === c.length) this.dropHead(true);
     }
     this.length -= n;
     return out;
@@ -120,7 +137,7 @@ class ByteQueue {
     const c = this.chunks[this.head];
     const out = this.headOff === 0 ? c : c.subarray(this.headOff);
     this.length -= out.length;
-    this.dropHead();
+    this.dropHead(false);
     return out;
   }
 
@@ -170,6 +187,13 @@ export async function* readVma(
 ): AsyncGenerator<VmaRecord> {
   const prefix = opts.label ? `${opts.label}: ` : '';
   const checkComplete = opts.checkComplete ?? true;
+  const transient = opts.transient ?? false;
+  if (opts.release && !transient) throw new TypeError('internal error: readVma: release needs transient mode');
+  /** input chunks consumed whole; released when the consumer is past every cluster that viewed them */
+  const retired: Buffer[] = [];
+  const retire = opts.release ? (chunk: Buffer) => retired.push(chunk) : undefined;
+  /** transient mode: buffers for clusters that span input chunks, reused extent after extent */
+  const assembly: Buffer[] = [];
   const fail: (message: string, offset: number, field: string) => never = (message, offset, field) => {
     throw new VmaFormatError(prefix + message, offset, field);
   };
@@ -184,7 +208,7 @@ export async function* readVma(
 
   const it: AsyncIterator<Buffer | Uint8Array> | Iterator<Buffer | Uint8Array> =
     Symbol.asyncIterator in input ? input[Symbol.asyncIterator]() : input[Symbol.iterator]();
-  const q = new ByteQueue();
+  const q = new ByteQueue(retire);
   let ended = false;
   /** Pulls input until n bytes are buffered or the input ends; true if n bytes are there. */
   const fill = async (n: number): Promise<boolean> => {
@@ -217,6 +241,11 @@ export async function* readVma(
 
     // ---- extents (§3) ----
     for (;;) {
+      // the consumer has asked for the record after the previous extent's last cluster
+      if (retired.length > 0) {
+        for (const c of retired) opts.release!(c);
+        retired.length = 0;
+      }
       if (!(await fill(EXTENT_HEADER_SIZE))) {
         if (q.length === 0) break;
         fail(
@@ -266,6 +295,7 @@ export async function* readVma(
       let curBuf: Buffer | undefined; // its own buffer, when it spans chunks
       let curFill = 0;
       let have = 0; // body bytes consumed so far
+      let assembled = 0; // transient mode: assembly buffers used in this extent
       while (cur < slots.length && slots[cur]!.len === 0) blocks[cur++] = EMPTY;
       while (have < bodyLen) {
         let piece = q.shiftChunk();
@@ -284,7 +314,7 @@ export async function* readVma(
             piece = piece.subarray(len);
             have += len;
           } else {
-            curBuf ??= Buffer.allocUnsafe(len);
+            curBuf ??= transient ? (assembly[assembled++] ??= Buffer.allocUnsafe(CLUSTER_SIZE)).subarray(0, len) : Buffer.allocUnsafe(len);
             const k = Math.min(len - curFill, piece.length);
             piece.copy(curBuf, curFill, 0, k);
             piece = piece.subarray(k);
@@ -299,6 +329,7 @@ export async function* readVma(
           while (cur < slots.length && slots[cur]!.len === 0) blocks[cur++] = EMPTY;
         }
         if (piece.length > 0) q.pushFront(piece);
+        else retire?.(piece);
       }
       pos = start + EXTENT_HEADER_SIZE + bodyLen;
       for (let i = 0; i < slots.length; i++) {
@@ -332,20 +363,36 @@ export async function* readVma(
   }
 }
 
-/** The cluster's 65536 bytes with the zero blocks filled in (a fresh buffer unless the mask is full). */
-export function expandCluster(c: VmaCluster): Buffer {
+/**
+ * The cluster's 65536 bytes with the zero blocks filled in: `c.blocks` itself when the mask is
+ * full, else `into` (at least 65536 bytes, overwritten) or a fresh buffer.
+ */
+export function expandCluster(c: VmaCluster, into?: Buffer): Buffer {
   const n = popcount16(c.mask);
   if (c.blocks.length !== n * BLOCK_SIZE) {
     throw new RangeError(`internal error: cluster ${c.cluster} has ${c.blocks.length} bytes for mask 0x${c.mask.toString(16)}`);
   }
   if (c.mask === FULL_MASK) return c.blocks;
-  const out = Buffer.alloc(CLUSTER_SIZE);
+  if (into === undefined) {
+    const out = Buffer.alloc(CLUSTER_SIZE);
+    let src = 0;
+    for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
+      if (c.mask & (1 << j)) {
+        c.blocks.copy(out, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
+        src += BLOCK_SIZE;
+      }
+    }
+    return out;
+  }
+  if (into.length < CLUSTER_SIZE) throw new RangeError(`internal error: expandCluster target has ${into.length} bytes`);
   let src = 0;
   for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
     if (c.mask & (1 << j)) {
-      c.blocks.copy(out, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
+      c.blocks.copy(into, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
       src += BLOCK_SIZE;
+    } else {
+      into.fill(0, j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
     }
   }
-  return out;
+  return into.length === CLUSTER_SIZE ? into : into.subarray(0, CLUSTER_SIZE);
 }

@@ -2,6 +2,7 @@ import { CompressionError, VmaFormatError, VzError } from '../../src/errors';
 import { MAX_EXTENT_SIZE } from '../../src/vma/constants';
 import type { BlockInfo } from '../../src/vma/extent';
 import type { VmaHeaderInput } from '../../src/vma/header';
+import { ChunkPool } from '../../src/archive/chunk-pool';
 import { expandCluster, readVma } from '../../src/vma/reader';
 import type { VmaClusterData } from '../../src/vma/types';
 import {
@@ -458,6 +459,75 @@ describe('streaming behaviour', () => {
   });
 });
 
+describe('transient mode (buffers reused, input chunks released)', () => {
+  /**
+   * Feeds `archive` through a pool of `chunk`-byte buffers, as openArchive does for a plain file;
+   * a released buffer is scribbled over at once, so a release that came too early shows up as
+   * wrong data in a record the consumer is still reading.
+   */
+  function pooled(archive: Buffer, chunk: number) {
+    const pool = new ChunkPool(chunk, 1 << 16); // keeps every released buffer, so reuse is visible
+    const seen = new Set<ArrayBufferLike>();
+    const release = (view: Buffer) => {
+      const whole = Buffer.from(view.buffer, 0, chunk);
+      pool.release(view);
+      whole.fill(0xee);
+    };
+    async function* input(): AsyncGenerator<Buffer> {
+      for (let o = 0; o < archive.length; o += chunk) {
+        const b = pool.get();
+        seen.add(b.buffer);
+        const n = archive.copy(b, 0, o, o + chunk);
+        yield b.subarray(0, n);
+      }
+    }
+    return { pool, seen, release, input: input() };
+  }
+
+  /** Consumes like DiskSync does: each record is used (copied out) before the next is asked for. */
+  async function readTransient(input: AsyncIterable<Buffer>, release: (b: Buffer) => void): Promise<{ images: Map<number, Buffer>; blockBuffers: Set<ArrayBufferLike> }> {
+    const images = new Map<number, Buffer>();
+    const blockBuffers = new Set<ArrayBufferLike>();
+    for await (const r of readVma(input, { transient: true, release })) {
+      if (r.type === 'header') {
+        for (const d of r.header.devices) images.set(d.id, Buffer.alloc(d.size));
+        continue;
+      }
+      if (r.blocks.length > 0) blockBuffers.add(r.blocks.buffer);
+      const img = images.get(r.devId)!;
+      expandCluster(r).copy(img, r.cluster * CL, 0, Math.min(CL, img.length - r.cluster * CL));
+    }
+    return { images, blockBuffers };
+  }
+
+  test.each([1000, 4096, CL + 7, 1 << 20])('records are right when the input reuses %d-byte buffers as soon as they are released', async (chunk) => {
+    for (const si of [0, 4]) {
+      const { archive, images } = await buildScenario(scenarios[si], 40 + si);
+      const { pool, seen, release, input } = pooled(archive, chunk);
+      const got = await readTransient(input, release);
+      images.forEach((img, i) => expect(got.images.get(i + 1)!.equals(img)).toBe(true));
+      // buffers went round: far fewer than the archive needs chunks, bounded by one extent
+      expect(seen.size).toBeLessThanOrEqual(Math.ceil(MAX_EXTENT_SIZE / chunk) + 3);
+      if (archive.length > 4 * MAX_EXTENT_SIZE) expect(seen.size).toBeLessThan(archive.length / chunk / 2);
+      expect(pool.inUse).toBeLessThanOrEqual(Math.ceil(MAX_EXTENT_SIZE / chunk) + 2);
+    }
+  });
+
+  test('clusters that span input chunks are assembled in at most one extent of reused buffers', async () => {
+    const { archive, images } = await buildScenario(scenarios[4], 8);
+    const got = await readTransient(feed(archive, 'odd', 3), () => undefined);
+    expect(got.images.get(1)!.equals(images[0])).toBe(true);
+    const ownBuffers = [...got.blockBuffers].filter((b) => b !== archive.buffer);
+    expect(ownBuffers.length).toBeGreaterThan(0);
+    expect(ownBuffers.length).toBeLessThanOrEqual(59);
+  });
+
+  test('release without transient mode is a programming error', async () => {
+    const { archive } = await buildScenario(scenarios[1], 1);
+    await expect(readAll(feed(archive, 'whole'), { release: () => undefined })).rejects.toThrow(TypeError);
+  });
+});
+
 describe('expandCluster', () => {
   test('fills zero blocks in, 65536 bytes', () => {
     const blocks = Buffer.concat([Buffer.alloc(BL, 1), Buffer.alloc(BL, 2)]);
@@ -470,6 +540,17 @@ describe('expandCluster', () => {
     expect(expandCluster({ devId: 1, cluster: 0, mask: 0, blocks: Buffer.alloc(0) }).equals(Buffer.alloc(CL))).toBe(true);
     const full = Buffer.alloc(CL, 9);
     expect(expandCluster({ devId: 1, cluster: 0, mask: 0xffff, blocks: full }).equals(full)).toBe(true);
+  });
+
+  test('expands into a given buffer, zeroing what it held before', () => {
+    const into = Buffer.alloc(CL + 10, 0x5a);
+    const blocks = Buffer.concat([Buffer.alloc(BL, 1), Buffer.alloc(BL, 2)]);
+    const out = expandCluster({ devId: 1, cluster: 0, mask: 0x8002, blocks }, into);
+    expect(out.buffer).toBe(into.buffer);
+    expect(out.equals(expandCluster({ devId: 1, cluster: 0, mask: 0x8002, blocks }))).toBe(true);
+    const full = Buffer.alloc(CL, 9);
+    expect(expandCluster({ devId: 1, cluster: 0, mask: 0xffff, blocks: full }, into)).toBe(full);
+    expect(() => expandCluster({ devId: 1, cluster: 0, mask: 1, blocks: Buffer.alloc(BL) }, Buffer.alloc(100))).toThrow(RangeError);
   });
 
   test('a blocks length that does not match the mask is a programming error', () => {

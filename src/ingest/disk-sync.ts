@@ -15,7 +15,10 @@
  * thread pool, at most MAX_IN_FLIGHT clusters at a time, so the pool's latency overlaps hashing
  * and decompression. The caller keeps to that bound with `ready()` and ends with `close()`,
  * which waits for every write; the first I/O error is thrown by the next `ready()`/`close()`.
- * Memory: at most MAX_IN_FLIGHT clusters of new and old data, whatever the disk size.
+ * Memory: at most MAX_IN_FLIGHT clusters of new and old data, whatever the disk size. A changed
+ * cluster is copied into a buffer of this class before its I/O starts, so `apply` keeps nothing of
+ * the record it was given (the VMA reader's transient mode may reuse it); an unchanged cluster is
+ * hashed where it lies, or expanded into one scratch buffer, and costs no allocation.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -23,7 +26,7 @@ import { IoError } from '../errors';
 import type { VmaCluster } from '../vma/types';
 import { expandCluster } from '../vma/reader';
 import { DIGEST_ALGORITHM, type DigestAlgorithm, digestFileName, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
-import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, ZERO_BLOCK, ZERO_CLUSTER } from '../vma/constants';
+import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, FULL_MASK, ZERO_BLOCK, ZERO_CLUSTER } from '../vma/constants';
 import { clusterCount } from '../vma/names';
 import { DigestFile } from './digest-file';
 
@@ -71,8 +74,10 @@ export class DiskSync {
   private readonly trustDigests: boolean;
   private readonly lastCluster: number;
   private readonly tailBytes: number;
-  /** old-cluster buffers not in use (one per in-flight compare) */
+  /** cluster buffers not in use: each in-flight cluster holds one for its new data and one for the old */
   private readonly spare: Buffer[] = [];
+  /** where a partly stored cluster is expanded to be hashed */
+  private readonly scratch = Buffer.allocUnsafe(CLUSTER_SIZE);
   private inFlight = 0;
   private failure: unknown;
   private wake: (() => void) | undefined;
@@ -122,11 +127,11 @@ export class DiskSync {
   }
 
   /**
-   * Applies one cluster of the new backup: hashes it here, and when it changed starts its
-   * read-compare-write on the thread pool. The cluster's buffers must stay unchanged until
-   * `close()` (the VMA reader never reuses them). The cluster is expanded once; of the device's
-   * partial last cluster only the bytes before the disk end are hashed (as if zero-padded),
-   * compared and written, whatever the archive carried past the end.
+   * Applies one cluster of the new backup: hashes it here, and when it changed copies it and
+   * starts its read-compare-write on the thread pool. Keeps no reference to `c` after returning.
+   * The cluster is expanded at most once; of the device's partial last cluster only the bytes
+   * before the disk end are hashed (as if zero-padded), compared and written, whatever the archive
+   * carried past the end.
    */
   apply(c: VmaCluster): void {
     if (this.failure) throw this.failure;
@@ -134,7 +139,7 @@ export class DiskSync {
     const base = c.cluster * CLUSTER_SIZE;
     const limit = c.cluster === this.lastCluster && this.tailBytes !== 0 ? this.tailBytes : CLUSTER_SIZE;
     // an all-zero cluster is only read from, so the shared zero buffer serves
-    const full = c.mask === 0 ? ZERO_CLUSTER : expandCluster(c);
+    const full = c.mask === 0 ? ZERO_CLUSTER : expandCluster(c, c.mask === FULL_MASK ? undefined : this.scratch);
     const digest = c.mask === 0 ? this.zeroDigest : hashCluster(this.algorithm, full.subarray(0, limit));
     if (this.trustDigests && this.digests.matches(c.cluster, digest)) {
       this.stats.unchanged++;
@@ -142,14 +147,23 @@ export class DiskSync {
     }
     const oldKnownZero = this.trustDigests && this.digests.matches(c.cluster, this.zeroDigest);
     this.digests.set(c.cluster, digest);
+    let data: Buffer = ZERO_CLUSTER;
+    if (c.mask !== 0) {
+      data = this.spare.pop() ?? Buffer.allocUnsafe(CLUSTER_SIZE);
+      full.copy(data, 0, 0, limit);
+    }
     this.inFlight++;
-    this.syncCluster(full, base, limit, oldKnownZero).then(
-      () => this.settled(),
-      (e: unknown) => {
-        this.failure ??= e;
+    this.syncCluster(data, base, limit, oldKnownZero)
+      .then(
+        () => undefined,
+        (e: unknown) => {
+          this.failure ??= e;
+        },
+      )
+      .finally(() => {
+        if (data !== ZERO_CLUSTER) this.spare.push(data);
         this.settled();
-      },
-    );
+      });
   }
 
   private settled(): void {

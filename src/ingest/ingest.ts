@@ -17,6 +17,7 @@ import { ArchiveNameError, IoError, UnsafeNameError, VmaFormatError, VzError } f
 import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { openArchive } from '../archive/compression';
+import { ChunkPool } from '../archive/chunk-pool';
 import { readVma } from '../vma/reader';
 import { assertSafeName, clusterCount } from '../vma/names';
 import { timestampProblem } from '../util/timestamp';
@@ -218,7 +219,13 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     if (fs.existsSync(path.join(w.dir, MANIFEST_FILE))) previous = readManifest(w.dir, `of guest ${vmid}`);
 
     const label = `'${fileName}'`;
-    const records = readVma(openArchive(req.archive, { signal: req.signal }), { label });
+    // DiskSync.apply keeps nothing of a record, so the reader may reuse its buffers (transient)
+    const pool = new ChunkPool();
+    const records = readVma(openArchive(req.archive, { signal: req.signal, chunkPool: pool }), {
+      label,
+      transient: true,
+      release: (chunk) => pool.release(chunk),
+    });
     let header: VmaHeader | undefined;
     let totalClusters = 0;
     let applied = 0;

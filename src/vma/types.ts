@@ -35,7 +35,8 @@ export interface VmaHeader {
  * One 64 KiB cluster of one device, as stored in an extent.
  * `blocks` holds only the 4 KiB blocks whose bit is set in `mask` (bit j = block j of the
  * cluster, LSB first), concatenated in order; a cleared bit means the block is all zeros.
- * `blocks.length === popcount(mask) * 4096`. The buffer is owned by the consumer once yielded.
+ * `blocks.length === popcount(mask) * 4096`. Once yielded, the buffer is the consumer's, except
+ * from a reader in transient mode, where it is valid only until the next record is asked for.
  */
 export interface VmaCluster {
   devId: number;

@@ -20,7 +20,7 @@ import { CompressionError, IoError, stderrTail } from '../errors';
 import { compressionFromFileName, type Compression } from './names';
 import type { ChunkPool } from './chunk-pool';
 
-/** Output chunk size we aim for when reading a child's stdout or a file. */
+/** Read size for standard input (a stream). */
 const READ_SIZE = 1 << 20;
 /** how far a child's output is read ahead of the consumer */
 const OUTPUT_READ_AHEAD = 4 << 20;
@@ -324,60 +324,71 @@ export interface OpenArchiveOptions extends DecompressOptions {
 const FILE_CHUNK = 4 << 20;
 
 /**
- * Reads issued at once through a pool (the one awaited and those ahead of it; while the consumer
- * works on a chunk, one fewer), so page-cache copies run on several threads while the consumer
- * parses. Measured with 4 MiB chunks on 2 cores for a 3.4 GB .vma: 1 at once 0.68 s, 2 0.50 s,
- * 3 0.44 s, 4 0.44 s (`cat` 0.40 s).
+ * Reads kept in flight through a pool while the consumer works on a chunk, so page-cache copies run
+ * on several threads while the consumer parses. Measured with 4 MiB chunks on 2 cores for a 3.4 GB
+ * .vma: 1 0.68 s, 2 0.50 s, 3 0.44 s, 4 0.44 s (`cat` 0.40 s).
  */
-const POOL_READS = 3;
-/** Without a pool: the awaited read and one ahead, as before pools existed. */
-const PLAIN_READS = 2;
+const POOL_READS_AHEAD = 3;
 
 /**
- * Reads a file from offset 0 in chunks. Without a pool: fresh buffers, PLAIN_READS reads issued at
- * once. With a pool: its buffers, POOL_READS positional reads issued at once. A short read (end of
- * file, or a file that changed) drops the reads issued past it and goes on from where it stopped,
- * so no byte is skipped or repeated.
+ * Reads an opened file from its start in chunks.
+ * - A regular file with a pool: the pool's buffers, POOL_READS_AHEAD positional reads ahead of the
+ *   consumer. A short read drops the reads issued past it and goes on from where it stopped, so no
+ *   byte is skipped or repeated.
+ * - Anything else (no pool; a pipe or device that cannot seek): fresh buffers, sequential reads,
+ *   the next one started as the consumer gets the current chunk.
+ * A failing read is an IoError naming the file and offset; reads still in flight are settled
+ * before this generator returns, so the caller may close the handle. Exported for tests (a fake
+ * handle can fail or cut short any read); callers use openArchive.
  */
-async function* readFd(fh: fs.promises.FileHandle, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
+export async function* readFd(fh: fs.promises.FileHandle, name: string, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
+  const positional = pool !== undefined && (await fh.stat()).isFile();
   // without a pool the chunks are fresh buffers, because the VMA reader may keep zero-copy views
-  const size = pool ? pool.chunkSize : FILE_CHUNK;
-  const depth = pool ? POOL_READS : PLAIN_READS;
+  const size = positional ? pool.chunkSize : FILE_CHUNK;
+  const ahead = positional ? POOL_READS_AHEAD : 1;
   const inFlight: { at: number; read: Promise<Buffer> }[] = [];
   let pos = 0;
   const issue = () => {
-    const buf = pool ? pool.get() : Buffer.allocUnsafe(size);
+    const buf = positional ? pool.get() : Buffer.allocUnsafe(size);
     const at = pos;
-    pos += size;
-    const read = fh.read(buf, 0, size, at).then(
-      ({ bytesRead }) => (bytesRead === size ? buf : buf.subarray(0, bytesRead)),
+    if (positional) pos += size;
+    const read = fh.read(buf, 0, size, positional ? at : null).then(
+      ({ bytesRead }) => {
+        if (!positional) pos += bytesRead;
+        return bytesRead === size ? buf : buf.subarray(0, bytesRead);
+      },
       (err: unknown) => {
-        pool?.release(buf);
-        throw err;
+        if (positional) pool.release(buf);
+        throw new IoError(`'${name}': read at offset ${at} failed - ${(err as Error).message}`, name, { cause: err });
       },
     );
+    read.catch(() => undefined); // a read ahead may fail before it is awaited: not an unhandled rejection
     inFlight.push({ at, read });
   };
   const dropAhead = async () => {
-    while (inFlight.length > 0) {
-      const b = await inFlight.shift()!.read.catch(() => undefined);
-      if (b) pool?.release(b);
+    for (const { read } of inFlight.splice(0)) {
+      const b = await read.catch(() => undefined);
+      if (b && positional) pool.release(b);
     }
   };
   try {
     for (;;) {
       signal?.throwIfAborted();
-      while (inFlight.length < depth) issue();
+      if (inFlight.length === 0) issue();
       const { at, read } = inFlight.shift()!;
       const chunk = await read;
       if (chunk.length === 0) {
-        pool?.release(chunk);
+        if (positional) pool.release(chunk);
         return;
       }
-      if (chunk.length < size) {
+      let more = ahead;
+      if (positional && chunk.length < size) {
+        // most likely the end: take back the reads issued past it, and look once more from here
         await dropAhead();
         pos = at + chunk.length;
+        more = 1;
       }
+      while (inFlight.length < more) issue();
       yield chunk;
     }
   } finally {
@@ -407,7 +418,7 @@ export async function* openArchive(file: string, opts: OpenArchiveOptions = {}):
   }
   try {
     if (c === 'none') {
-      if (fh) yield* readFd(fh, opts.signal, opts.chunkPool);
+      if (fh) yield* readFd(fh, file, opts.signal, opts.chunkPool);
       else yield* passThrough(fs.createReadStream('', { fd: 0, autoClose: false, highWaterMark: READ_SIZE }), opts.signal);
     } else {
       yield* runFilter(decompressArgv(c), { kind: 'fd', fd: fh ? fh.fd : 0 }, { label, signal: opts.signal });

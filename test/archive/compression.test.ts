@@ -1,10 +1,10 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChunkPool } from '../../src/archive/chunk-pool';
-import { compress, compressArgv, decompress, decompressArgv, openArchive } from '../../src/archive/compression';
+import { compress, compressArgv, decompress, decompressArgv, openArchive, readFd } from '../../src/archive/compression';
 import type { Compression } from '../../src/archive/names';
 import { CompressionError, IoError } from '../../src/errors';
 
@@ -264,7 +264,7 @@ describe('openArchive of a plain file through a ChunkPool', () => {
     }
     expect(Buffer.concat(parts).equals(data)).toBe(true);
     expect(pool.inUse).toBe(0); // reads issued past the end were given back too
-    expect(buffers.size).toBeLessThanOrEqual(3); // two reads in flight, one being consumed
+    expect(buffers.size).toBeLessThanOrEqual(4); // three reads in flight, one being consumed
   });
 
   test('a consumer that keeps its chunks gets fresh buffers, never a lent one twice', async () => {
@@ -296,5 +296,90 @@ describe('openArchive of a plain file through a ChunkPool', () => {
     const pool = new ChunkPool(4096);
     expect((await collect(openArchive(f, { chunkPool: pool }))).equals(data)).toBe(true);
     expect(pool.inUse).toBe(0);
+  });
+});
+
+describe('readFd with a handle whose reads fail or come up short', () => {
+  /** A FileHandle stand-in over `data`: `short` caps the read at that offset, `fail` rejects it (after a delay). */
+  function fakeHandle(data: Buffer, opts: { short?: Map<number, number>; fail?: Set<number> } = {}) {
+    const offsets: (number | null)[] = [];
+    let filePos = 0; // for reads without a position, as read(2) advances it
+    const fh = {
+      stat: async () => ({ isFile: () => true }),
+      read: async (buf: Buffer, off: number, len: number, at: number | null) => {
+        offsets.push(at);
+        await sleep(5);
+        const pos = at ?? filePos;
+        if (opts.fail?.has(pos)) throw Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' });
+        const n = Math.min(len, opts.short?.get(pos) ?? len, Math.max(0, data.length - pos));
+        data.copy(buf, off, pos, pos + n);
+        if (at === null) filePos += n;
+        return { bytesRead: n, buffer: buf };
+      },
+    };
+    return { fh: fh as unknown as fs.promises.FileHandle, offsets };
+  }
+
+  test('a short read in the middle of the file neither skips nor repeats a byte', async () => {
+    const data = sample(40_000, 12);
+    const { fh } = fakeHandle(data, { short: new Map([[4096, 100], [8292, 7]]) });
+    const pool = new ChunkPool(4096);
+    const parts: Buffer[] = [];
+    for await (const c of readFd(fh, 'x.vma', undefined, pool)) {
+      parts.push(Buffer.from(c));
+      pool.release(c);
+    }
+    expect(Buffer.concat(parts).equals(data)).toBe(true);
+    expect(pool.inUse).toBe(0);
+  });
+
+  test('a read ahead that fails before it is awaited becomes an IoError in order, not an unhandled rejection', async () => {
+    const data = sample(40_000, 13);
+    const { fh } = fakeHandle(data, { fail: new Set([8192, 12288]) });
+    const pool = new ChunkPool(4096);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (r: unknown) => unhandled.push(r);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const got: Buffer[] = [];
+      const err = await (async () => {
+        for await (const c of readFd(fh, 'x.vma', undefined, pool)) {
+          got.push(Buffer.from(c));
+          pool.release(c);
+          await sleep(30); // the reads ahead settle (and fail) while the consumer works
+        }
+      })().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(IoError);
+      expect((err as Error).message).toBe("'x.vma': read at offset 8192 failed - EIO: i/o error, read");
+      expect(Buffer.concat(got).equals(data.subarray(0, 8192))).toBe(true);
+      await sleep(20);
+      expect(unhandled).toEqual([]);
+      expect(pool.inUse).toBe(0);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  test('without a pool, reads are sequential (no position), so pipes and devices work', async () => {
+    const data = sample(10_000, 14);
+    const { fh, offsets } = fakeHandle(data);
+    const got = await collect(readFd(fh, 'x.vma'));
+    expect(got.equals(data.subarray(0, data.length))).toBe(true);
+    expect(offsets.every((o) => o === null)).toBe(true);
+  });
+
+  test('openArchive reads a FIFO named .vma through a pool (it cannot seek)', async () => {
+    const data = sample(300_000, 15);
+    const src = path.join(dir, 'fifo-src.bin');
+    fs.writeFileSync(src, data);
+    const fifo = path.join(dir, 'fifo.vma');
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('sh', ['-c', 'cat "$1" > "$2"', 'sh', src, fifo], { stdio: 'ignore' });
+    const writerDone = new Promise((r) => writer.once('close', r));
+    const pool = new ChunkPool(4096);
+    const parts: Buffer[] = [];
+    for await (const c of openArchive(fifo, { chunkPool: pool })) parts.push(c);
+    expect(Buffer.concat(parts).equals(data)).toBe(true);
+    await writerDone;
   });
 });

@@ -5,9 +5,10 @@
  * page by page.
  *
  * Owns the buffers it lends and nothing else: `release` of a view of a lent buffer (any subarray)
- * returns the whole buffer, `release` of anything else (a decompressor's pipe chunk, a buffer
- * already returned) does nothing, so a consumer may hand back every chunk it saw. Memory: the
- * buffers in use at once (bounded by the consumer) plus at most `maxFree` idle ones.
+ * returns the whole buffer, `release` of anything else (a decompressor's pipe chunk, a buffer not
+ * lent out right now) does nothing, so a consumer may hand back every chunk it saw, each exactly
+ * once: a late second release, after the buffer was lent again, would free it while in use. Memory:
+ * the buffers in use at once (bounded by the consumer) plus at most `maxFree` idle ones.
  * The pairing with the consumer is the caller's: pass `release` only to a reader that keeps no
  * view of a chunk it released (src/vma/reader.ts in transient mode).
  */

@@ -187,12 +187,12 @@ export class DiskSync {
   /** Reads the old bytes of the cluster (unless known to be zero), compares, writes differing runs. */
   private async syncCluster(full: Buffer, base: number, limit: number, oldKnownZero: boolean): Promise<void> {
     let old: Buffer | undefined;
-    if (!oldKnownZero) {
-      old = this.spare.pop() ?? Buffer.allocUnsafe(CLUSTER_SIZE);
-      await this.readOld(old, base, limit);
-      this.stats.compared++;
-    }
     try {
+      if (!oldKnownZero) {
+        old = this.spare.pop() ?? Buffer.allocUnsafe(CLUSTER_SIZE);
+        await this.readOld(old, base, limit);
+        this.stats.compared++;
+      }
       let runStart = -1;
       for (let j = 0; j <= BLOCKS_PER_CLUSTER; j++) {
         let differs = false;

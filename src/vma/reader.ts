@@ -10,7 +10,8 @@
  * caller: clusters arrive in any order and interleaved across devices (§3.6).
  *
  * Guarantees: never seeks; buffers only what the next step needs (the header, then a 512-byte
- * extent header, then that extent's data, at most 3.87 MB); pulls no input until the consumer asks
+ * extent header, then that extent's data, at most 3.87 MB; in transient mode also the chunks and
+ * assembly buffers of the previous extent, until the next one starts); pulls no input until the consumer asks
  * for the next record; validates a whole extent header before yielding any of its clusters, and
  * the extent's data is complete before its first cluster is yielded. Every format problem is a
  * VmaFormatError whose `offset` is where the broken structure starts (the header field, or the
@@ -287,7 +288,8 @@ export async function* readVma(
       }
       // ---- the extent's data: cut it into the clusters' blocks while the input produces it ----
       // A cluster lying inside one input chunk becomes a view of that chunk (no copy); one that
-      // spans chunks is copied into a buffer of its own (at most 64 KiB) as its pieces arrive,
+      // spans chunks is copied into a buffer of its own (at most 64 KiB; in transient mode one
+      // reused extent after extent) as its pieces arrive,
       // so the copying overlaps the producer's next read (a Readable refills when we take a chunk).
       const bodyLen = eh.blockCount * BLOCK_SIZE;
       const blocks: Buffer[] = new Array(slots.length);

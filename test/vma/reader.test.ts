@@ -509,7 +509,7 @@ describe('transient mode (buffers reused, input chunks released)', () => {
       // buffers went round: far fewer than the archive needs chunks, bounded by one extent
       expect(seen.size).toBeLessThanOrEqual(Math.ceil(MAX_EXTENT_SIZE / chunk) + 3);
       if (archive.length > 4 * MAX_EXTENT_SIZE) expect(seen.size).toBeLessThan(archive.length / chunk / 2);
-      expect(pool.inUse).toBeLessThanOrEqual(Math.ceil(MAX_EXTENT_SIZE / chunk) + 2);
+      expect(pool.inUse).toBe(0); // every chunk went back by the end of the stream
     }
   });
 

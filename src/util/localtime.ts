@@ -51,8 +51,20 @@ const WEEKDAYS: Record<string, number> = { Sun: 0, Mon: 1, Tue: 2, Wed: 3, Thu: 
 type NumericPart = 'year' | 'month' | 'day' | 'hour' | 'minute' | 'second';
 const NUMERIC_PARTS = new Set<string>(['year', 'month', 'day', 'hour', 'minute', 'second'] satisfies NumericPart[]);
 
+/**
+ * The fields from Date's own getters: the process's zone (`utc` false) or UTC. They agree with the
+ * ICU formatter for those zones, and spare the CLI the ~17 ms the first Intl.DateTimeFormat costs
+ * (a third of `vma list`'s run time).
+ */
+function dateParts(d: Date, utc: boolean): LocalParts {
+  return utc
+    ? { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate(), hour: d.getUTCHours(), minute: d.getUTCMinutes(), second: d.getUTCSeconds(), weekday: d.getUTCDay() }
+    : { year: d.getFullYear(), month: d.getMonth() + 1, day: d.getDate(), hour: d.getHours(), minute: d.getMinutes(), second: d.getSeconds(), weekday: d.getDay() };
+}
+
 /** Wall-clock fields of `epoch` (Unix seconds) in `timeZone`. */
 export function localParts(epoch: number, timeZone?: string): LocalParts {
+  if (timeZone === undefined || timeZone === 'UTC') return dateParts(new Date(epoch * 1000), timeZone === 'UTC');
   const parts = formatter(timeZone).formatToParts(new Date(epoch * 1000));
   const out: LocalParts = { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0, weekday: 0 };
   for (const p of parts) {

@@ -1,5 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { isoWeek, localParts, timelocal, utcOffset } from '../../src/util/localtime';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as ts from 'typescript';
+import { isoWeek, localParts, timelocal, utcOffset, type LocalParts } from '../../src/util/localtime';
 
 /** What the system's own strftime/mktime (GNU date, tzdata) says, as the independent oracle. */
 function dateCmd(args: string[], tz: string): string {
@@ -18,6 +22,50 @@ describe('localParts', () => {
     const p = localParts(epoch, tz);
     const expected = dateCmd(['-d', `@${epoch}`, '+%Y %-m %-d %-H %-M %-S %w'], tz).split(' ').map(Number);
     expect([p.year, p.month, p.day, p.hour, p.minute, p.second, p.weekday]).toEqual(expected);
+  });
+});
+
+describe('localParts in the process zone and in UTC (Date getters, no ICU formatter)', () => {
+  // The process zone is fixed at start-up (jest's sandboxed process.env.TZ does not reach V8), so
+  // the module runs in a child node with TZ set: transpiled on the fly, nothing else loaded.
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vz-localtime-'));
+    const src = fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'util', 'localtime.ts'), 'utf8');
+    const js = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } }).outputText;
+    fs.writeFileSync(path.join(dir, 'localtime.js'), js);
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  /** [process-zone parts, named-zone parts] of each epoch, computed in a node with TZ=tz */
+  function inChild(tz: string, epochs: number[]): [LocalParts, LocalParts][] {
+    const script = `const { localParts } = require(${JSON.stringify(path.join(dir, 'localtime.js'))});
+      const epochs = JSON.parse(process.argv[1]);
+      process.stdout.write(JSON.stringify(epochs.map((e) => [localParts(e), localParts(e, ${JSON.stringify(tz)})])));`;
+    const out = execFileSync(process.execPath, ['-e', script, JSON.stringify(epochs)], { env: { ...process.env, TZ: tz }, maxBuffer: 64 << 20 });
+    return JSON.parse(out.toString()) as [LocalParts, LocalParts][];
+  }
+
+  it.each([
+    [1635680622, 'Europe/Vienna'],
+    [1711846800, 'Europe/Vienna'],
+    [1730595600, 'America/New_York'],
+    [1767225599, 'Asia/Kolkata'],
+  ])('epoch %i with TZ=%s matches date(1)', (epoch, tz) => {
+    const [[p]] = inChild(tz, [epoch]) as [[LocalParts, LocalParts]];
+    const expected = dateCmd(['-d', `@${epoch}`, '+%Y %-m %-d %-H %-M %-S %w'], tz).split(' ').map(Number);
+    expect([p.year, p.month, p.day, p.hour, p.minute, p.second, p.weekday]).toEqual(expected);
+  });
+
+  it('agrees with the named-zone path every 97 minutes across two years, DST changes included', () => {
+    const epochs: number[] = [];
+    for (let e = 1704067200; e < 1767225600; e += 97 * 60) epochs.push(e);
+    for (const tz of ['Europe/Vienna', 'America/New_York', 'Australia/Lord_Howe']) {
+      const pairs = inChild(tz, epochs);
+      expect(pairs).toHaveLength(epochs.length);
+      for (const [own, named] of pairs) expect(own).toEqual(named);
+    }
+    for (const e of epochs) expect(localParts(e, 'UTC')).toEqual(localParts(e, 'Etc/UTC'));
   });
 });
 

@@ -510,10 +510,9 @@ export class BackupStore {
   /** A read-only directory with the backup's files: `.zfs/snapshot` where available, else a temporary clone. */
   async openSnapshot(vmid: number, timestamp: string): Promise<SnapshotView> {
     const b = await this.get(vmid, timestamp);
-    const features = await this.zfs.features(b.dataset);
-    if (features.snapdir) {
-      const { mountpoint } = await this.zfs.get(b.dataset, ['mountpoint']);
-      const dir = join(mountpoint, '.zfs', 'snapshot', this.snapshotName(timestamp));
+    const { snapdir } = await this.zfs.features(b.dataset);
+    if (snapdir !== undefined) {
+      const dir = join(snapdir, this.snapshotName(timestamp));
       // kept open for the view's life: an open directory keeps the automounted snapshot busy, so
       // forget() cannot destroy it under a reader (on the clone path the clone does that)
       const pin = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY).catch(() => undefined);

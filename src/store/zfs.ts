@@ -13,7 +13,8 @@
  * - `zfs set` takes no `--` on zfs-fuse and OpenZFS 2.1 (no getopt there) and only one
  *   property=value on zfs-fuse: {@link Zfs.set} runs one `zfs set` per property. Every other
  *   subcommand gets `--` before dataset names.
- * - `written`, `.zfs/snapshot` and `zfs holds` are missing on zfs-fuse: {@link Zfs.features} probes.
+ * - `.zfs/snapshot` is missing on zfs-fuse (so are `written` and `zfs holds`, which nothing here
+ *   uses): {@link Zfs.features} probes it.
  * - A just-unmounted or just-read dataset can be "busy" for a moment under FUSE: destroy, unmount
  *   and `zpool destroy` retry with backoff (a few seconds at most) before failing.
  * Guarantees: no command output is parsed by guesswork; a line with the wrong number of fields is
@@ -43,12 +44,8 @@ export interface RunOptions {
 }
 
 export interface ZfsFeatures {
-  /** `<mountpoint>/.zfs/snapshot` is reachable (OpenZFS; not zfs-fuse). */
-  snapdir: boolean;
-  /** The `written` property exists (OpenZFS; not zfs-fuse). */
-  written: boolean;
-  /** `zfs holds` works (OpenZFS; zfs-fuse's needs a missing pyzfs). */
-  holds: boolean;
+  /** `<mountpoint>/.zfs/snapshot` when it is a reachable directory (OpenZFS; not zfs-fuse), else undefined. */
+  snapdir: string | undefined;
 }
 
 /** One row of `zfs get -H -o name,property,value,source`. */
@@ -276,7 +273,7 @@ export class Zfs {
 
   /**
    * Probes what the platform offers for `dataset` (a mounted filesystem); cached per dataset.
-   * snapdir: `<mountpoint>/.zfs/snapshot` is a directory (it works even with snapdir=hidden).
+   * snapdir: `<mountpoint>/.zfs/snapshot` when it is a directory (it works even with snapdir=hidden).
    */
   features(dataset: string): Promise<ZfsFeatures> {
     let p = this.featureCache.get(dataset);
@@ -289,25 +286,14 @@ export class Zfs {
   }
 
   private async probeFeatures(dataset: string): Promise<ZfsFeatures> {
-    const written = await this.run(['get', '-H', '-o', 'value', 'written', '--', dataset]).then(
-      () => true,
+    const { mountpoint, mounted } = await this.get(dataset, ['mountpoint', 'mounted']);
+    if (mounted !== 'yes' || !mountpoint.startsWith('/')) return { snapdir: undefined };
+    const dir = `${mountpoint}/.zfs/snapshot`;
+    const isDir = await stat(dir).then(
+      (st) => st.isDirectory(),
       () => false,
     );
-    // OpenZFS answers a filesystem name with "'x' is not a snapshot" (exit 1) but has holds;
-    // zfs-fuse fails every `zfs holds` ("pyzfs.py not found")
-    const holds = await this.run(['holds', '-H', '-r', '--', dataset]).then(
-      () => true,
-      (e: unknown) => e instanceof ZfsCommandError && /is not a snapshot/.test(e.stderrTail),
-    );
-    let snapdir = false;
-    const { mountpoint, mounted } = await this.get(dataset, ['mountpoint', 'mounted']);
-    if (mounted === 'yes' && mountpoint.startsWith('/')) {
-      snapdir = await stat(`${mountpoint}/.zfs/snapshot`).then(
-        (s) => s.isDirectory(),
-        () => false,
-      );
-    }
-    return { snapdir, written, holds };
+    return { snapdir: isDir ? dir : undefined };
   }
 
   /** Runs `fn`, retrying while it fails with "busy", with backoff up to busyRetryMs. */

@@ -1,5 +1,4 @@
 /** Tests src/store/zfs.ts against a real file-backed pool (zfs-fuse in CI). */
-import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZfsCommandError } from '../../src/errors';
@@ -153,19 +152,13 @@ describeZfs('Zfs wrapper', () => {
   test('features are probed and cached', async () => {
     const { zfs, root } = tp();
     const f = await zfs.features(root);
-    expect(typeof f.snapdir).toBe('boolean');
     expect(await zfs.features(root)).toBe(f);
     const mp = (await zfs.get(root, ['mountpoint'])).mountpoint;
     const hasDir = await readFile(join(mp, '.zfs', 'snapshot')).then(
       () => true,
       (e: NodeJS.ErrnoException) => e.code === 'EISDIR',
     );
-    expect(f.snapdir).toBe(hasDir);
-    // holds: asked of a snapshot, where `zfs holds` works wherever it exists at all
-    await zfs.snapshot(`${root}@holds-probe`);
-    const holds = spawnSync('zfs', ['holds', '-H', `${root}@holds-probe`], { env: { ...process.env, LC_ALL: 'C' } });
-    expect(f.holds).toBe(holds.status === 0);
-    await zfs.destroy(`${root}@holds-probe`);
+    expect(f.snapdir).toBe(hasDir ? join(mp, '.zfs', 'snapshot') : undefined);
   });
 
   test('onCommand sees every argv; a missing binary becomes a ZfsCommandError', async () => {

@@ -4,7 +4,7 @@
  * already mapped (and warm in the CPU cache) instead of a fresh allocation the kernel must fault in
  * page by page.
  *
- * Owns the buffers it lends and nothing else: `release` of a view of a lent buffer (any subarray)
+ * Owns the buffers it lends (weakly: one never handed back is simply collected) and nothing else: `release` of a view of a lent buffer (any subarray)
  * returns the whole buffer, `release` of anything else (a decompressor's pipe chunk, a buffer not
  * lent out right now) does nothing, so a consumer may hand back every chunk it saw, each exactly
  * once: a late second release, after the buffer was lent again, would free it while in use. Memory:
@@ -24,8 +24,12 @@ export const POOL_CHUNK = 4 << 20;
 
 export class ChunkPool {
   private readonly free: Buffer[] = [];
-  /** lent buffers, by their memory: a released view finds its whole buffer here */
-  private readonly lent = new Map<ArrayBufferLike, Buffer>();
+  /**
+   * lent buffers, by their memory: a released view finds its whole buffer here. Weak, so a buffer
+   * the consumer never hands back is garbage like any other, not held here until the pool dies.
+   */
+  private readonly lent = new WeakMap<ArrayBufferLike, Buffer>();
+  private lentCount = 0;
 
   constructor(
     readonly chunkSize = POOL_CHUNK,
@@ -36,6 +40,7 @@ export class ChunkPool {
   get(): Buffer {
     const b = this.free.pop() ?? Buffer.allocUnsafeSlow(this.chunkSize);
     this.lent.set(b.buffer, b);
+    this.lentCount++;
     return b;
   }
 
@@ -44,11 +49,12 @@ export class ChunkPool {
     const b = this.lent.get(view.buffer);
     if (b === undefined) return;
     this.lent.delete(view.buffer);
+    this.lentCount--;
     if (this.free.length < this.maxFree) this.free.push(b);
   }
 
-  /** buffers lent and not yet released */
+  /** buffers lent and not yet released (also those the consumer dropped without releasing) */
   get inUse(): number {
-    return this.lent.size;
+    return this.lentCount;
   }
 }

@@ -1,3 +1,5 @@
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
 import { ChunkPool, POOL_CHUNK } from '../../src/archive/chunk-pool';
 
 describe('ChunkPool', () => {
@@ -40,5 +42,18 @@ describe('ChunkPool', () => {
     for (const b of lent) pool.release(b);
     const again = [pool.get(), pool.get(), pool.get()];
     expect(again.filter((b) => lent.includes(b)).length).toBe(2);
+  });
+});
+
+describe('ChunkPool without releases', () => {
+  test('holds no lent buffer once the consumer dropped it (no leak when release is never called)', async () => {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const pool = new ChunkPool(1 << 20);
+    const refs = Array.from({ length: 8 }, () => new WeakRef(pool.get().buffer));
+    await new Promise((r) => setImmediate(r)); // WeakRef targets stay alive to the end of this job
+    gc();
+    expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
+    expect(pool.inUse).toBe(8);
   });
 });

@@ -17,7 +17,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { compress, openArchive } from '../archive/compression';
-import { ChunkPool } from '../archive/chunk-pool';
+import { readArchiveRecords } from '../ingest/archive-records';
 import { compressionFromFileName } from '../archive/names';
 import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError } from '../errors';
 import { localParts } from '../util/localtime';
@@ -132,15 +132,8 @@ async function verifyCommand(archive: string, opts: { verbose?: boolean; allowMi
   const stats: Stats = { clusters: 0, totalClusters: 0, bytes: 0, sparse: 0 };
   const progress = new Progress(`verify '${labelOf(archive)}'`);
   try {
-    // nothing keeps a record's blocks, so the reader may reuse its buffers (transient)
-    const pool = new ChunkPool();
-    const records = readVma(openArchive(archive, { label: labelOf(archive), chunkPool: pool }), {
-      label: `'${labelOf(archive)}'`,
-      checkComplete: !opts.allowMissing,
-      transient: true,
-      release: (chunk) => pool.release(chunk),
-    });
-    for await (const rec of records) {
+    // nothing here keeps a record's blocks
+    for await (const rec of readArchiveRecords(archive, { label: labelOf(archive), checkComplete: !opts.allowMissing })) {
       if (rec.type === 'header') {
         stats.totalClusters = rec.header.devices.reduce((n, d) => n + clusterCount(d.size), 0);
         if (opts.verbose) await out(listText(rec.header));

@@ -16,9 +16,7 @@ import * as path from 'node:path';
 import { ArchiveNameError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
 import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
-import { openArchive } from '../archive/compression';
-import { ChunkPool } from '../archive/chunk-pool';
-import { readVma } from '../vma/reader';
+import { readArchiveRecords } from './archive-records';
 import { assertSafeName, clusterCount } from '../vma/names';
 import { timestampProblem } from '../util/timestamp';
 import type { VmaHeader } from '../vma/types';
@@ -219,13 +217,8 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     if (fs.existsSync(path.join(w.dir, MANIFEST_FILE))) previous = readManifest(w.dir, `of guest ${vmid}`);
 
     const label = `'${fileName}'`;
-    // DiskSync.apply keeps nothing of a record, so the reader may reuse its buffers (transient)
-    const pool = new ChunkPool();
-    const records = readVma(openArchive(req.archive, { signal: req.signal, chunkPool: pool }), {
-      label,
-      transient: true,
-      release: (chunk) => pool.release(chunk),
-    });
+    // DiskSync.apply keeps nothing of a record
+    const records = readArchiveRecords(req.archive, { label: fileName, signal: req.signal });
     let header: VmaHeader | undefined;
     let totalClusters = 0;
     let applied = 0;

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CompressionError, IoError, stderrTail } from '../errors';
 import { compressionFromFileName, type Compression } from './names';
-import type { ChunkPool } from './chunk-pool';
+import { POOL_CHUNK, type ChunkPool } from './chunk-pool';
 
 /** Read size for standard input (a stream). */
 const READ_SIZE = 1 << 20;
@@ -320,8 +320,8 @@ export interface OpenArchiveOptions extends DecompressOptions {
   chunkPool?: ChunkPool;
 }
 
-/** Plain files without a pool are read in 4 MiB steps (fewer, larger fresh buffers measured faster than 1 MiB). */
-const FILE_CHUNK = 4 << 20;
+/** Plain files without a pool are read in the pool's chunk size (measured there), into fresh buffers. */
+const FILE_CHUNK = POOL_CHUNK;
 
 /**
  * Reads kept in flight through a pool while the consumer works on a chunk, so page-cache copies run
@@ -331,36 +331,66 @@ const FILE_CHUNK = 4 << 20;
  */
 const POOL_READS_AHEAD = 4;
 
+function readError(name: string, at: number, err: unknown): IoError {
+  return new IoError(`'${name}': read at offset ${at} failed - ${(err as Error).message}`, name, { cause: err });
+}
+
 /**
- * Reads an opened file from its start in chunks.
- * - A regular file with a pool: the pool's buffers, POOL_READS_AHEAD positional reads ahead of the
- *   consumer. A short read drops the reads issued past it and goes on from where it stopped, so no
- *   byte is skipped or repeated.
- * - Anything else (no pool; a pipe or device that cannot seek): fresh buffers, sequential reads,
- *   the next one started as the consumer gets the current chunk.
- * A failing read is an IoError naming the file and offset; reads still in flight are settled
- * before this generator returns, so the caller may close the handle. Exported for tests (a fake
- * handle can fail or cut short any read); callers use openArchive.
+ * Reads an opened file or pipe from where it stands, in fresh buffers: sequential reads, the next
+ * one started as the consumer gets the current chunk (fresh, because the VMA reader may keep
+ * zero-copy views). Works on anything that can be read, seekable or not.
  */
-export async function* readFd(fh: fs.promises.FileHandle, name: string, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
-  const positional = pool !== undefined && (await fh.stat()).isFile();
-  // without a pool the chunks are fresh buffers, because the VMA reader may keep zero-copy views
-  const size = positional ? pool.chunkSize : FILE_CHUNK;
-  const ahead = positional ? POOL_READS_AHEAD : 1;
+async function* readSequential(fh: fs.promises.FileHandle, name: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  let pos = 0;
+  const readChunk = (): Promise<Buffer> => {
+    const buf = Buffer.allocUnsafe(FILE_CHUNK);
+    const at = pos;
+    const read = fh.read(buf, 0, FILE_CHUNK, null).then(
+      ({ bytesRead }) => {
+        pos += bytesRead;
+        return bytesRead === FILE_CHUNK ? buf : buf.subarray(0, bytesRead);
+      },
+      (err: unknown) => {
+        throw readError(name, at, err);
+      },
+    );
+    read.catch(() => undefined); // it may fail while the consumer works: not an unhandled rejection
+    return read;
+  };
+  let next: Promise<Buffer> | undefined = readChunk();
+  try {
+    for (;;) {
+      signal?.throwIfAborted();
+      const chunk = await next;
+      next = undefined;
+      if (chunk.length === 0) return;
+      next = readChunk();
+      yield chunk;
+    }
+  } finally {
+    // settle an outstanding read before the caller closes the handle
+    await next?.catch(() => undefined);
+  }
+}
+
+/**
+ * Reads a regular file from offset 0 into `pool`'s buffers, POOL_READS_AHEAD positional reads ahead
+ * of the consumer. A short read (end of file, or a file that changed) takes back the reads issued
+ * past it and goes on from where it stopped, so no byte is skipped or repeated.
+ */
+async function* readPooled(fh: fs.promises.FileHandle, name: string, pool: ChunkPool, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const size = pool.chunkSize;
   const inFlight: { at: number; read: Promise<Buffer> }[] = [];
   let pos = 0;
   const issue = () => {
-    const buf = positional ? pool.get() : Buffer.allocUnsafe(size);
+    const buf = pool.get();
     const at = pos;
-    if (positional) pos += size;
-    const read = fh.read(buf, 0, size, positional ? at : null).then(
-      ({ bytesRead }) => {
-        if (!positional) pos += bytesRead;
-        return bytesRead === size ? buf : buf.subarray(0, bytesRead);
-      },
+    pos += size;
+    const read = fh.read(buf, 0, size, at).then(
+      ({ bytesRead }) => (bytesRead === size ? buf : buf.subarray(0, bytesRead)),
       (err: unknown) => {
-        if (positional) pool.release(buf);
-        throw new IoError(`'${name}': read at offset ${at} failed - ${(err as Error).message}`, name, { cause: err });
+        pool.release(buf);
+        throw readError(name, at, err);
       },
     );
     read.catch(() => undefined); // a read ahead may fail before it is awaited: not an unhandled rejection
@@ -369,7 +399,7 @@ export async function* readFd(fh: fs.promises.FileHandle, name: string, signal?:
   const dropAhead = async () => {
     for (const { read } of inFlight.splice(0)) {
       const b = await read.catch(() => undefined);
-      if (b && positional) pool.release(b);
+      if (b) pool.release(b);
     }
   };
   try {
@@ -379,11 +409,11 @@ export async function* readFd(fh: fs.promises.FileHandle, name: string, signal?:
       const { at, read } = inFlight.shift()!;
       const chunk = await read;
       if (chunk.length === 0) {
-        if (positional) pool.release(chunk);
+        pool.release(chunk);
         return;
       }
-      let more = ahead;
-      if (positional && chunk.length < size) {
+      let more = POOL_READS_AHEAD;
+      if (chunk.length < size) {
         // most likely the end: take back the reads issued past it, and look once more from here
         await dropAhead();
         pos = at + chunk.length;
@@ -396,6 +426,18 @@ export async function* readFd(fh: fs.promises.FileHandle, name: string, signal?:
     // settle outstanding reads before the caller closes the handle
     await dropAhead();
   }
+}
+
+/**
+ * Reads an opened file in chunks: through `pool` (readPooled) when one is given and the file is
+ * regular, else sequentially (readSequential; pipes and devices cannot seek). A failing read is an
+ * IoError naming the file and offset; reads still in flight are settled before this returns, so
+ * the caller may close the handle. Exported for tests (a fake handle can fail or cut short any
+ * read); callers use openArchive.
+ */
+export async function* readFd(fh: fs.promises.FileHandle, name: string, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
+  if (pool !== undefined && (await fh.stat()).isFile()) yield* readPooled(fh, name, pool, signal);
+  else yield* readSequential(fh, name, signal);
 }
 
 /**

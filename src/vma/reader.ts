@@ -367,7 +367,7 @@ export async function* readVma(
 
 /**
  * The cluster's 65536 bytes with the zero blocks filled in: `c.blocks` itself when the mask is
- * full, else `into` (at least 65536 bytes, overwritten) or a fresh buffer.
+ * full, else `into` (65536 bytes, overwritten) or a fresh buffer.
  */
 export function expandCluster(c: VmaCluster, into?: Buffer): Buffer {
   const n = popcount16(c.mask);
@@ -375,26 +375,16 @@ export function expandCluster(c: VmaCluster, into?: Buffer): Buffer {
     throw new RangeError(`internal error: cluster ${c.cluster} has ${c.blocks.length} bytes for mask 0x${c.mask.toString(16)}`);
   }
   if (c.mask === FULL_MASK) return c.blocks;
-  if (into === undefined) {
-    const out = Buffer.alloc(CLUSTER_SIZE);
-    let src = 0;
-    for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
-      if (c.mask & (1 << j)) {
-        c.blocks.copy(out, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
-        src += BLOCK_SIZE;
-      }
-    }
-    return out;
-  }
-  if (into.length < CLUSTER_SIZE) throw new RangeError(`internal error: expandCluster target has ${into.length} bytes`);
+  if (into !== undefined && into.length !== CLUSTER_SIZE) throw new RangeError(`internal error: expandCluster target has ${into.length} bytes`);
+  const out = into ?? Buffer.alloc(CLUSTER_SIZE);
   let src = 0;
   for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
     if (c.mask & (1 << j)) {
-      c.blocks.copy(into, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
+      c.blocks.copy(out, j * BLOCK_SIZE, src, src + BLOCK_SIZE);
       src += BLOCK_SIZE;
-    } else {
-      into.fill(0, j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE);
+    } else if (into !== undefined) {
+      out.fill(0, j * BLOCK_SIZE, (j + 1) * BLOCK_SIZE); // a fresh buffer is zero already
     }
   }
-  return into.length === CLUSTER_SIZE ? into : into.subarray(0, CLUSTER_SIZE);
+  return out;
 }

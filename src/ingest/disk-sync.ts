@@ -67,6 +67,8 @@ export class DiskSync {
   readonly imagePath: string;
   /** what new ingests write: a disk's digests are always rewritten in it */
   readonly algorithm: DigestAlgorithm = DIGEST_ALGORITHM;
+  /** the digest file this sync writes, beside the image */
+  readonly digestPath: string;
   private readonly fd: number;
   private readonly digests: DigestFile;
   private readonly zeroDigest: Buffer;
@@ -90,7 +92,7 @@ export class DiskSync {
   ) {
     this.zeroDigest = zeroClusterDigest(this.algorithm);
     this.imagePath = path.join(dir, diskImageName(devName));
-    const digestPath = path.join(dir, digestFileName(devName, this.algorithm));
+    const digestPath = (this.digestPath = path.join(dir, digestFileName(devName, this.algorithm)));
     const clusters = clusterCount(size);
     this.lastCluster = clusters - 1;
     this.tailBytes = size % CLUSTER_SIZE;

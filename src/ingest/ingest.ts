@@ -23,7 +23,7 @@ import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, MANIFEST_FORMAT, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
 import { DiskSync, type DiskSyncStats, diskImageName, isDiskImageName } from './disk-sync';
-import { DIGEST_ALGORITHM, digestFileName, isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
+import { digestFileName, isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
 /**
@@ -281,10 +281,10 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         id: d.id,
         name: d.name,
         size: d.size,
-        image: diskImageName(d.name),
-        digests: digestFileName(d.name),
-        digestAlgorithm: DIGEST_ALGORITHM,
-        digestOfDigests: sha256File(path.join(w.dir, digestFileName(d.name))),
+        image: path.basename(sync.imagePath),
+        digests: path.basename(sync.digestPath),
+        digestAlgorithm: sync.algorithm,
+        digestOfDigests: sha256File(sync.digestPath),
       });
     }
 

@@ -41,7 +41,7 @@ import { join } from 'node:path';
 import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
 import { timestampProblem } from '../util/timestamp';
 import { acquireLock, pidAlive, type Lock } from './lock';
-import { isNotExist, type PropRow, type Zfs } from './zfs';
+import { isBusy, isNotExist, type PropRow, type Zfs } from './zfs';
 
 // ---------------------------------------------------------------- layout constants
 
@@ -324,7 +324,7 @@ export class BackupStore {
       await this.zfs.destroy(b.snapshot);
     } catch (e) {
       // a view is open: a clone of it exists, or (OpenZFS .zfs/snapshot) it stays "busy" past the retries
-      if (e instanceof ZfsCommandError && /dependent clones|\bbusy\b/i.test(e.stderrTail)) {
+      if (isBusy(e) || (e instanceof ZfsCommandError && /dependent clones/i.test(e.stderrTail))) {
         throw new ConflictError(`backup '${vmid}/${timestamp}' is being read (restore or verify running) - try again later`, b.snapshot, { cause: e });
       }
       throw e;
@@ -441,8 +441,7 @@ export class BackupStore {
     return [...snaps.values()].sort((a, b) => a.created - b.created || a.order - b.order);
   }
 
-  /** Takes the snapshot with its properties (atomically where `zfs snapshot -o` works), then verifies them. */
-  /** Takes `snap` with `props` (all at once where zfs can), checks them by reading them back, and returns the backup. */
+  /** Takes `snap` with `props` (all at once where `zfs snapshot -o` works), checks them by reading them back, and returns the backup. */
   async snapshotWithProps(snap: string, props: Record<string, string>): Promise<BackupInfo> {
     if (this.snapshotDashO !== false) {
       try {
@@ -463,14 +462,16 @@ export class BackupStore {
     // one read serves the check and the returned BackupInfo (what get() would read)
     const rows = await this.zfs.getRows([snap], ['all'], { sources: ['local', 'none'] });
     const got = new Map(rows.filter((r) => r.source === 'local').map((r) => [r.property, r.value]));
+    const wrong = Object.entries(props).find(([k, v]) => got.get(k) !== v);
     const backup = this.parseBackups(rows)[0];
-    for (const [k, v] of Object.entries(props)) {
-      if (got.get(k) !== v || !backup) {
-        await this.zfs.destroy(snap).catch(() => undefined);
-        throw new IntegrityError(`snapshot '${snap}': property '${k}' reads back as '${got.get(k) ?? '-'}', expected '${v}'`, snap);
-      }
+    if (wrong || !backup) {
+      await this.zfs.destroy(snap).catch(() => undefined);
+      const why = wrong
+        ? `property '${wrong[0]}' reads back as '${got.get(wrong[0]) ?? '-'}', expected '${wrong[1]}'`
+        : 'its properties read back but do not make a backup entry';
+      throw new IntegrityError(`snapshot '${snap}': ${why}`, snap);
     }
-    return backup!;
+    return backup;
   }
 
   /** Encodes BackupProps into snapshot user properties. */

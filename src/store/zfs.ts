@@ -304,7 +304,7 @@ export class Zfs {
       try {
         return await fn();
       } catch (e) {
-        if (!(e instanceof ZfsCommandError) || !BUSY_RE.test(e.stderrTail) || Date.now() + delay > deadline) throw e;
+        if (!isBusy(e) || Date.now() + delay > deadline) throw e;
         await sleep(delay);
         delay = Math.min(delay * 2, 1000);
         if (between) await between();
@@ -314,6 +314,11 @@ export class Zfs {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** True when zfs refused because the dataset is in use (mounted and open, or being read). */
+export function isBusy(e: unknown): boolean {
+  return e instanceof ZfsCommandError && BUSY_RE.test(e.stderrTail);
+}
 
 /** True when the error says the named dataset does not exist. */
 export function isNotExist(e: unknown): boolean {

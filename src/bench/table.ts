@@ -3,7 +3,6 @@
  * layout itself is src/util/table.ts.
  */
 
-export type { Column, Table } from '../util/table';
 import { formatTable, type Table } from '../util/table';
 
 /** Print the table to stdout. */

@@ -4,7 +4,6 @@
  * Commands live in their own files and only wire layers together.
  */
 import { EXIT_CODES, VzError } from '../errors';
-import { humanBytes } from '../util/format';
 import { formatTable as layoutTable } from '../util/table';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
@@ -42,7 +41,6 @@ export function formatTable(header: string[], rows: string[][], opts: { noHeader
   return layoutTable({ columns: header.map((title) => ({ title })), rows, rule: false });
 }
 
-export { humanBytes };
 
 let jsonErrors = false;
 /** In JSON mode a failure is written as one `{code, message}` object on stderr. */

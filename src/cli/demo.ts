@@ -7,7 +7,7 @@ import { action } from './common';
 
 function diskSizeArg(v: string): number {
   const n = parseSize(v);
-  if (n === undefined) throw new UsageError(`invalid size '${v}' - expected a number with K, M or G`);
+  if (n === undefined) throw new UsageError(`invalid size '${v}' - expected e.g. 8G, 512M or a byte count`);
   return n;
 }
 

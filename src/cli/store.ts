@@ -15,8 +15,9 @@ import { restoreBackup } from '../restore/restore';
 import { verifyBackup } from '../restore/verify';
 import { localParts } from '../util/localtime';
 import { timestampProblem } from '../util/timestamp';
+import { humanBytes } from '../util/format';
 import { notesFirstLine } from '../archive/sidefiles';
-import { Progress, action, formatTable, humanBytes, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
+import { Progress, action, formatTable, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
 
 interface StoreOpts {
   dataset?: string;

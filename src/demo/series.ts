@@ -83,9 +83,10 @@ interface FileEntry {
   size: number;
 }
 
-/** Drives the series day by day: `next()` changes the guest and writes that day's archive. */
 /** PVE's EFI vars disk: 528 KiB, not a whole number of 64 KiB clusters (exercises the partial last cluster). */
 export const EFI_DISK_SIZE = 540672;
+
+/** Drives the series day by day: `next()` changes the guest and writes that day's archive. */
 
 export class BackupSeries {
   readonly diskPath: string;
@@ -95,7 +96,6 @@ export class BackupSeries {
   private fileSeq = 0;
   private day = 0;
   private readonly stage: string;
-  private readonly efiSize = EFI_DISK_SIZE;
 
   constructor(readonly opts: SeriesOptions) {
     const next = prng(opts.seed ?? 42);
@@ -162,7 +162,7 @@ export class BackupSeries {
       throw new VzError(`mkfs.ext4 failed - is e2fsprogs installed? ${(e as Error).message.split('\n')[0]}`, { cause: e });
     }
     await this.debugfs(['mkdir /home', 'mkdir /var', 'mkdir /var/log', 'mkdir /srv']);
-    const efi = Buffer.alloc(this.efiSize);
+    const efi = Buffer.alloc(EFI_DISK_SIZE);
     randomFill(efi.subarray(0, 65536), this.rnd);
     fs.writeFileSync(this.efiPath, efi);
   }
@@ -226,7 +226,7 @@ export class BackupSeries {
       `#qmdump#map:efidisk0:drive-efidisk0:local-zfs:raw:\n#qmdump#map:scsi0:drive-scsi0:local-zfs:raw:\n`;
     const configs = [{ name: 'qemu-server.conf', data: Buffer.from(conf) }];
     const images = [
-      { name: 'drive-efidisk0', path: this.efiPath, size: this.efiSize },
+      { name: 'drive-efidisk0', path: this.efiPath, size: EFI_DISK_SIZE },
       { name: 'drive-scsi0', path: this.diskPath, size: this.opts.diskSize },
     ];
     const vma = writeVma(

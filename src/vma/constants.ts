@@ -20,7 +20,6 @@ export const VMA_VERSION = 1;
 export const BLOCK_SIZE = 4096;
 /** 64 KiB cluster (H `VMA_CLUSTER_SIZE`). */
 export const CLUSTER_SIZE = 65536;
-/** log2(CLUSTER_SIZE). */
 /** 16 blocks per cluster; one mask bit each. */
 export const BLOCKS_PER_CLUSTER = CLUSTER_SIZE / BLOCK_SIZE;
 /** Mask value meaning "all 16 blocks stored". */

@@ -44,7 +44,7 @@ import {
   FULL_MASK,
   HEADER_PREFIX_SIZE,
 } from './constants';
-import { decodeExtentHeader, popcount16 } from './extent';
+import { decodeExtentHeader, extentByteSize, popcount16 } from './extent';
 import { checkHeaderMagic, decodeHeader, readHeaderSize } from './header';
 import { clusterCount } from './names';
 import type { VmaCluster, VmaDevice, VmaRecord } from './types';
@@ -333,7 +333,7 @@ export async function* readVma(
         if (piece.length > 0) q.pushFront(piece);
         else retire?.(piece);
       }
-      pos = start + EXTENT_HEADER_SIZE + bodyLen;
+      pos = start + extentByteSize(eh.blockCount);
       for (let i = 0; i < slots.length; i++) {
         const s = slots[i];
         yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks: blocks[i] };

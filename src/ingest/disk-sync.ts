@@ -257,7 +257,12 @@ export class DiskSync {
   /** After a failure: waits for in-flight I/O (so no write lands after the fd is closed), then closes without writing more. */
   async discard(): Promise<void> {
     await this.drain();
-    this.closeFiles(false);
+    try {
+      this.closeFiles(false);
+    } catch {
+      // after a failure the caller rolls the dataset back; a close that fails too changes nothing,
+      // and throwing here would skip that rollback
+    }
   }
 
   private closeFiles(keepDigests: boolean): void {

@@ -167,6 +167,14 @@ describe('DiskSync', () => {
     expect((await sync(dir, next)).unchanged).toBe(7); // the digests were taken before the scribble too
   });
 
+  it('discard after a failure never throws, even when closing fails, so the caller can roll back', async () => {
+    const s = new DiskSync(dir, 'drive-scsi0', 4 * C);
+    const priv = s as unknown as { fd: number };
+    fs.closeSync(priv.fd);
+    priv.fd = -1; // so closing the image in discard fails (and touches no fd of anyone else)
+    await expect(s.discard()).resolves.toBeUndefined();
+  });
+
   it('does not trust a missing digest file when the image already holds data', async () => {
     const img = makeImage(4 * C);
     await sync(dir, img);

@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { IntegrityError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
-import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, digestAlgorithmOf, hashCluster, loadClusterDigests } from '../store/cluster-digest';
+import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, hashCluster, loadClusterDigests } from '../store/cluster-digest';
 import { CLUSTER_SIZE as CLUSTER } from '../vma/constants';
 import { clusterCount } from '../vma/names';
 import { imageClusters } from './image-clusters';
@@ -66,7 +66,7 @@ export async function verifyBackupDir(dir: string, what: string): Promise<Verify
   readConfigs(dir, m, what);
   let clusters = 0;
   for (const d of m.disks) {
-    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), digestAlgorithmOf(d.digestAlgorithm)!, d.size, d.digestOfDigests);
+    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), d.digestAlgorithm, d.size, d.digestOfDigests);
   }
   return { disks: m.disks.length, clusters, configs: m.configs.length };
 }

@@ -31,8 +31,8 @@ export interface ManifestDisk {
   image: string;
   /** per-cluster digest file, relative to the dataset root */
   digests: string;
-  /** algorithm of that file; absent in manifests written before BLAKE3 (= 'sha256') */
-  digestAlgorithm?: DigestAlgorithm;
+  /** algorithm of that file; absent in manifests written before BLAKE3, which readManifest fills in as 'sha256' */
+  digestAlgorithm: DigestAlgorithm;
   /** SHA-256 over the digest file: one value that fingerprints the whole disk */
   digestOfDigests: string;
 }
@@ -92,9 +92,11 @@ export function readManifest(dir: string, what: string): Manifest {
     throw new IntegrityError(`manifest of backup ${what} lacks its config or disk list`, p);
   }
   for (const d of m.disks) {
-    if (digestAlgorithmOf(d.digestAlgorithm) === undefined) {
+    const algorithm = digestAlgorithmOf(d.digestAlgorithm);
+    if (algorithm === undefined) {
       throw new IntegrityError(`manifest of backup ${what}: disk '${d.name}' has unknown digest algorithm '${String(d.digestAlgorithm)}'`, p);
     }
+    d.digestAlgorithm = algorithm;
   }
   return m;
 }

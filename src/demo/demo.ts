@@ -67,8 +67,12 @@ export function formatDemoTable(rows: DemoRow[]): string {
   });
 }
 
-/** Restores the last backup as .vma.zst and compares configs and every disk byte with the guest's images. */
-async function checkRestore(store: BackupStore, vmid: number, day: DayArchive, dir: string): Promise<number> {
+/**
+ * Restores the backup of `day` as .vma.zst and compares its devices, configs and every disk byte
+ * with the guest's images as they are now; returns the disk bytes compared. Throws an
+ * IntegrityError naming the first difference.
+ */
+export async function checkRestore(store: BackupStore, vmid: number, day: DayArchive, dir: string): Promise<number> {
   const out = path.join(dir, `restored-${day.timestamp}.vma.zst`);
   fs.rmSync(out, { force: true });
   await restoreBackup(store, { vmid, timestamp: day.timestamp, output: out, compression: 'zst' });

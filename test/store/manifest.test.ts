@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { IntegrityError } from '../../src/errors';
+import { IntegrityError, IoError } from '../../src/errors';
 import { MANIFEST_FILE, MANIFEST_FORMAT, readManifest, writeManifest, type Manifest } from '../../src/store/manifest';
 
 let dir: string;
@@ -43,4 +43,46 @@ test('an unknown digest algorithm is an IntegrityError naming the disk', () => {
   fs.writeFileSync(path.join(dir, MANIFEST_FILE), JSON.stringify(m));
   expect(() => readManifest(dir, '100/x')).toThrow(IntegrityError);
   expect(() => readManifest(dir, '100/x')).toThrow("manifest of backup 100/x: disk 'drive-scsi0' has unknown digest algorithm 'md4'");
+});
+
+describe('a manifest that cannot be used is a one-line error naming the backup', () => {
+  const write = (text: string) => fs.writeFileSync(path.join(dir, MANIFEST_FILE), text);
+  const failure = (): Error => {
+    try {
+      readManifest(dir, '100/x');
+    } catch (e) {
+      return e as Error;
+    }
+    throw new Error('readManifest accepted the manifest');
+  };
+
+  test('missing', () => {
+    const e = failure();
+    expect(e).toBeInstanceOf(IoError);
+    expect(e.message).toMatch(/^backup 100\/x has no readable manifest 'vzdump-zfs\.json': ENOENT/);
+    expect(e.message).not.toContain('\n');
+  });
+
+  test('not JSON (a truncated file)', () => {
+    write(JSON.stringify(manifest()).slice(0, 40));
+    const e = failure();
+    expect(e).toBeInstanceOf(IntegrityError);
+    expect(e.message).toMatch(/^manifest of backup 100\/x is not valid JSON: /);
+    expect(e.message).not.toContain('\n');
+  });
+
+  test('another layout version', () => {
+    write(JSON.stringify({ ...manifest(), format: '9.0' }));
+    expect(failure().message).toBe(`manifest of backup 100/x has layout version 9.0, this tool reads ${MANIFEST_FORMAT}`);
+  });
+
+  test('no disk or config list', () => {
+    const m = manifest() as unknown as Record<string, unknown>;
+    delete m.disks;
+    write(JSON.stringify(m));
+    expect(failure()).toBeInstanceOf(IntegrityError);
+    expect(failure().message).toBe('manifest of backup 100/x lacks its config or disk list');
+    write(JSON.stringify({ ...manifest(), configs: 'qemu-server.conf' }));
+    expect(failure().message).toBe('manifest of backup 100/x lacks its config or disk list');
+  });
 });

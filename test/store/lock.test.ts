@@ -1,6 +1,6 @@
 /** Tests src/store/lock.ts: exclusivity across processes, stale takeover, release. */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, access, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LockedError } from '../../src/errors';
@@ -78,4 +78,32 @@ test('release does not remove a lock that was replaced by someone else', async (
   await writeFile(join(dir, 'x.lock'), '1 otherhost\n');
   await l.release();
   expect(await readFile(join(dir, 'x.lock'), 'utf8')).toBe('1 otherhost\n');
+});
+
+test('a lock written by another host is never taken over: it names pid@host', async () => {
+  await writeFile(join(dir, 'guest-103.lock'), '4242 other-backup-host 0123456789abcdef\n');
+  const err = await acquireLock(dir, 'guest-103').catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(LockedError);
+  expect((err as LockedError).holder).toBe('4242@other-backup-host');
+  await access(join(dir, 'guest-103.lock'));
+});
+
+test('a lock file without a pid is held while fresh (being written) and taken over once old', async () => {
+  const path = join(dir, 'guest-104.lock');
+  await writeFile(path, '');
+  const err = await acquireLock(dir, 'guest-104').catch((e: unknown) => e);
+  expect(err).toBeInstanceOf(LockedError);
+  expect((err as LockedError).holder).toBe('unknown');
+  // the same file, last written a minute ago: a writer that died before writing its pid
+  const old = new Date(Date.now() - 60000);
+  await utimes(path, old, old);
+  const l = await acquireLock(dir, 'guest-104');
+  expect(await readFile(path, 'utf8')).toMatch(new RegExp(`^${process.pid} `));
+  await l.release();
+});
+
+test('a lock name that is not a plain file name is refused', async () => {
+  for (const bad of ['../guest', 'a/b', '..', '.', '']) {
+    await expect(acquireLock(dir, bad)).rejects.toThrow(`invalid lock name '${bad}'`);
+  }
 });

@@ -18,6 +18,17 @@ test('stopPid ends a process with TERM and is a no-op for a gone pid', async () 
   await stopPid(child.pid!); // gone: nothing happens
 });
 
+test('stopPid sends KILL to a process that ignores TERM once the grace time is over', async () => {
+  const child = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => {}); process.stdout.write('ready'); setInterval(() => {}, 1000)"], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  await new Promise((r) => child.stdout!.once('data', r)); // its TERM handler is installed
+  const exited = new Promise((r) => child.once('exit', (_c, sig) => r(sig)));
+  await stopPid(child.pid!, 300);
+  expect(await exited).toBe('SIGKILL');
+  expect(alive(child.pid!)).toBe(false);
+});
+
 describe('ensureZfsRunning with stand-in binaries (the real daemon is left alone)', () => {
   let dir: string;
   beforeEach(async () => {
@@ -53,6 +64,19 @@ describe('ensureZfsRunning with stand-in binaries (the real daemon is left alone
     const fuse = join(dir, 'zfs-fuse');
     await writeFile(fuse, '#!/bin/sh\nexit 4\n', { mode: 0o755 });
     await expect(ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 10000 })).rejects.toThrow(/exited with code 4/);
+  });
+
+  test('a daemon that runs but never makes zpool answer is stopped and reported', async () => {
+    const zfs = await fakeTools(join(dir, 'never'));
+    const fuse = join(dir, 'zfs-fuse');
+    const pidOut = join(dir, 'fuse.pid');
+    await writeFile(fuse, `#!/bin/sh\necho $$ > '${pidOut}'\nexec sleep 60\n`, { mode: 0o755 });
+    const err = await ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 600 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ZfsCommandError);
+    const pid = Number((await readFile(pidOut, 'utf8')).trim());
+    expect((err as Error).message).toBe(`'${fuse}' started (pid ${pid}) but zpool did not answer: ${(err as ZfsCommandError).stderrTail}`);
+    expect((err as ZfsCommandError).stderrTail).toContain('connect: No such file or directory');
+    expect(alive(pid)).toBe(false);
   });
 
   test('a missing zfs-fuse binary is a ZfsCommandError', async () => {

@@ -123,6 +123,12 @@ describe('ingestTarget', () => {
     expect(msg).toContain(file);
   });
 
+  it('rejects a guest id outside 100..999999999 given with --vmid', () => {
+    for (const vmid of [99, 1000000000, 100.5]) {
+      expect(() => ingestTarget('nightly.vma', { vmid, timestamp: '2026_01_02-03_04_05' })).toThrow(`'nightly.vma': guest id ${vmid} is outside 100..999999999`);
+    }
+  });
+
   it('accepts other names with --vmid and --time, but only VMA extensions', () => {
     expect(ingestTarget('nightly.vma.gz', { vmid: 120, timestamp: '2026_01_02-03_04_05' })).toMatchObject({ vmid: 120, vzdumpName: false });
     expect(() => ingestTarget('nightly.tar.gz', { vmid: 120, timestamp: '2026_01_02-03_04_05' })).toThrow(/VMA/);
@@ -285,6 +291,26 @@ describeZfs('ingest and restore on a real pool', () => {
     expect(fs.existsSync(path.join(tp.mountRoot, path.basename(tp.root), 'escape.conf'))).toBe(false);
     expect(await store.list(vmid)).toHaveLength(1);
     expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+  });
+
+  it('refuses an archive with a vmstate (RAM) stream, keeping the last backup', async () => {
+    const vmid = 113;
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
+    const withRam: Guest = { configs: day1.configs, disks: [...day1.disks, { name: 'vmstate', data: disk(65536, 3) }] };
+    const p = await writeArchive(work, name(vmid, 2), withRam);
+    await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toThrow(
+      `'${path.basename(p)}' holds a vmstate (RAM) stream, which vzdump-zfs does not store`,
+    );
+    expect((await store.list(vmid)).map((b) => b.timestamp)).toEqual(['2026_01_01-02_00_00']);
+    expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+  });
+
+  it('a missing archive is an IoError naming it, and creates no guest dataset', async () => {
+    const p = path.join(work, name(114, 1));
+    const err = await ingestArchive(store, { archive: p, timeZone: 'UTC' }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'VZ_ERR_IO' });
+    expect((err as Error).message).toMatch(new RegExp(`^cannot read archive '${p}': ENOENT`));
+    expect(await tp.zfs.exists(store.guestDataset(114))).toBe(false);
   });
 
   it('refuses a second ingest of the same guest while one runs, but not of another guest', async () => {

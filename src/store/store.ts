@@ -338,7 +338,7 @@ export class BackupStore {
     const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`);
     try {
       const marker = `${process.pid}@${hostname()}`;
-      let exists = await this.recover(ds);
+      const exists = await this.recover(ds);
       let created = false;
       if (!exists) {
         // created already marked dirty: no window where it exists half-written and unmarked
@@ -347,7 +347,15 @@ export class BackupStore {
       } else {
         await this.zfs.set(ds, { [P.dirty]: marker });
       }
-      const dir = await this.mountedDir(ds);
+      let dir: string;
+      try {
+        dir = await this.mountedDir(ds);
+      } catch (e) {
+        // nothing was written yet: take back the dataset this call created, or its dirty mark (a
+        // later recovery would otherwise roll back, or destroy a dataset that has no snapshot)
+        await (created ? this.zfs.destroy(ds) : this.zfs.inherit(ds, P.dirty)).catch(() => undefined);
+        throw e;
+      }
       return new Write(this, lock, vmid, ds, dir, created);
     } catch (e) {
       await lock.release();

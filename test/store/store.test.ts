@@ -4,7 +4,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
-import { ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
+import { ConfigError, ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
 import { Zfs } from '../../src/store/zfs';
 import { BackupStore, TMP_DATASET, decodePropValue, encodePropValue } from '../../src/store/store';
 import { describeZfs, withTestPool } from '../helpers/zpool';
@@ -12,6 +12,20 @@ import { describeZfs, withTestPool } from '../helpers/zpool';
 const TS1 = '2025_01_02-03_04_05';
 const TS2 = '2025_01_03-03_04_05';
 const TS3 = '2025_01_04-03_04_05';
+
+test('a store dataset that is not a dataset name is a ConfigError naming store.dataset', () => {
+  for (const root of ['', '/tank/backup', 'tank/backup/', 'tank@snap', 'tank#bookmark', 'tank\nbackup']) {
+    let err: unknown;
+    try {
+      new BackupStore(new Zfs(), root);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).key).toBe('store.dataset');
+    expect((err as Error).message).toContain(`invalid store dataset '${root}'`);
+  }
+});
 
 test('property value encoding round-trips any text and yields printable ASCII', () => {
   const samples = ['plain', 'with spaces  ', ' lead', 'multi\nline\r\n\ttab', '100% ünïcødé ✓ 🎉', '-', '%41', ''];
@@ -351,6 +365,35 @@ describeZfs('BackupStore', () => {
     const info = await w.commit(TS1, props('c.vma', { notes: 'n ✓' }));
     expect(info).toMatchObject({ archive: 'c.vma', notes: 'n ✓', format: '1' });
     expect(await store.get(107, TS1)).toEqual(info);
+  });
+
+  test('a guest dataset without a usable mountpoint is a ConfigError, and the dataset is left as it was', async () => {
+    const ds = store.guestDataset(108);
+    await tp().zfs.create(ds, { mountpoint: 'none' }, { parents: true });
+    try {
+      for (let attempt = 0; attempt < 2; attempt++) {
+        // the second attempt gets the same answer: the lock was given back and no recovery ran
+        const err = await store.beginWrite(108).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ConfigError);
+        expect((err as Error).message).toBe(`dataset '${ds}' has no usable mountpoint ('none') - set one on '${tp().root}'`);
+        expect(await tp().zfs.exists(ds)).toBe(true);
+        expect(await tp().zfs.get(ds, ['vzdump-zfs:dirty'])).toEqual({ 'vzdump-zfs:dirty': '-' });
+      }
+    } finally {
+      await tp().zfs.destroy(ds);
+    }
+  });
+
+  test('a new guest under a root without a mountpoint is a ConfigError, and its dataset is removed', async () => {
+    const root = `${tp().pool}/nomount`;
+    await tp().zfs.create(root, { mountpoint: 'none' });
+    try {
+      const s2 = new BackupStore(tp().zfs, root, { lockDir });
+      await expect(s2.beginWrite(109)).rejects.toThrow(`dataset '${root}/109' has no usable mountpoint ('none') - set one on '${root}'`);
+      expect(await tp().zfs.exists(`${root}/109`)).toBe(false);
+    } finally {
+      await tp().zfs.destroy(root, { recursive: true });
+    }
   });
 
   test('bad input is refused before touching zfs', async () => {

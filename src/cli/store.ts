@@ -10,7 +10,7 @@ import { compressionFromFileName, parseArchiveName, type Compression } from '../
 import { Zfs } from '../store/zfs';
 import { BackupStore, type BackupInfo } from '../store/store';
 import { pruneMark, validateKeepOptions, type KeepOptions, type PruneResult } from '../store/prune';
-import { ingestArchive } from '../ingest/ingest';
+import { checkIngestInput, ingestArchive } from '../ingest/ingest';
 import { restoreBackup } from '../restore/restore';
 import { verifyBackup } from '../restore/verify';
 import { localParts } from '../util/localtime';
@@ -122,6 +122,8 @@ export function registerStoreCommands(program: Command): void {
       .option('--time <YYYY_MM_DD-HH_MM_SS>', 'backup time, for archives without a standard vzdump name'),
   ).action(
     action(async (archive: string, o: StoreOpts & { vmid?: string; time?: string }) => {
+      const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
+      checkIngestInput({ archive, vmid, timestamp: o.time }); // bad input is reported before zfs is asked anything
       const ctx = await openStore(o);
       const ac = new AbortController();
       const onSignal = (sig: string) => {
@@ -133,7 +135,6 @@ export function registerStoreCommands(program: Command): void {
       process.once('SIGINT', sigint);
       process.once('SIGTERM', sigterm);
       try {
-        const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
         ctx.log.info(`ingesting '${path.basename(archive)}' into store '${ctx.store.root}'`);
         const progress = new Progress(`ingest '${path.basename(archive)}'`);
         const r = await ingestArchive(ctx.store, {
@@ -195,8 +196,9 @@ export function registerStoreCommands(program: Command): void {
     action(async (o: StoreOpts & { vmid?: string; outputFormat: string; H?: boolean; p?: boolean }) => {
       const format: OutputFormat = parseOutputFormat(o.outputFormat);
       setJsonErrors(format !== 'text');
+      const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       const ctx = await openStore(o);
-      const list = await ctx.store.list(o.vmid !== undefined ? parseVmid(o.vmid) : undefined);
+      const list = await ctx.store.list(vmid);
       list.sort((a, b) => a.vmid - b.vmid || a.ctime - b.ctime);
       if (format !== 'text') {
         printJson(list.map(backupJson), format);
@@ -282,8 +284,9 @@ export function registerStoreCommands(program: Command): void {
       const format = parseOutputFormat(o.outputFormat);
       setJsonErrors(format !== 'text');
       const keep = keepFromOptions(o);
+      const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       const ctx = await openStore(o);
-      const list = await ctx.store.list(o.vmid !== undefined ? parseVmid(o.vmid) : undefined);
+      const list = await ctx.store.list(vmid);
       const byId = new Map(list.map((b) => [`${b.vmid}/${b.timestamp}`, b]));
       const marks: PruneResult[] = pruneMark(
         list.map((b) => ({ id: `${b.vmid}/${b.timestamp}`, vmid: b.vmid, type: 'qemu' as const, ctime: b.ctime, protected: b.protected })),

@@ -187,10 +187,13 @@ function removeStale(dir: string, keep: Set<string>, previous: Manifest | undefi
   }
 }
 
-export async function ingestArchive(store: BackupStore, req: IngestRequest): Promise<IngestResult> {
+/**
+ * The checks of an ingest request that need no store: the archive's name (guest, time, format)
+ * and that it is a regular file. ingestArchive runs them first; the CLI runs them before it asks
+ * zfs anything, so bad input is reported as such even where the store is not reachable.
+ */
+export function checkIngestInput(req: Pick<IngestRequest, 'archive' | 'vmid' | 'timestamp'>): { target: Target; st: fs.Stats } {
   const target = ingestTarget(req.archive, req);
-  const { vmid, timestamp, fileName } = target;
-  const parsedName = target.vzdumpName;
   let st: fs.Stats;
   try {
     st = fs.statSync(req.archive);
@@ -198,6 +201,13 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     throw new IoError(`cannot read archive '${req.archive}': ${(e as Error).message}`, req.archive, { cause: e });
   }
   if (!st.isFile()) throw new IoError(`archive '${req.archive}' is not a regular file`, req.archive);
+  return { target, st };
+}
+
+export async function ingestArchive(store: BackupStore, req: IngestRequest): Promise<IngestResult> {
+  const { target, st } = checkIngestInput(req);
+  const { vmid, timestamp, fileName } = target;
+  const parsedName = target.vzdumpName;
   const ctime = timestampToEpoch(timestamp, req.timeZone);
 
   const before = await findExisting(store, vmid, timestamp);

@@ -186,6 +186,26 @@ describeZfs('store CLI', () => {
     expect(cli(['list', '--output-format', 'json']).out).toBe(before);
   });
 
+  it('reports bad input as such when the store dataset does not exist, before asking zfs', () => {
+    const missingStore = ['--dataset', `${tp.pool}/nope`];
+    const cases: Array<[string[], number, string]> = [
+      [['ingest', path.join(work, 'vzdump-qemu-204-2026_01_01-00_00_00.vma.zst')], EXIT_CODES.VZ_ERR_IO, `cannot read archive '${path.join(work, 'vzdump-qemu-204-2026_01_01-00_00_00.vma.zst')}'`],
+      [['ingest', path.join(work, 'nightly.vma.zst')], EXIT_CODES.VZ_ERR_ARCHIVE_NAME, "'nightly.vma.zst': not a standard vzdump name"],
+      [['ingest', '--vmid', 'abc', path.join(work, 'nightly.vma.zst')], EXIT_CODES.VZ_ERR_USAGE, "invalid guest id 'abc'"],
+      [['list', '--vmid', 'abc'], EXIT_CODES.VZ_ERR_USAGE, "invalid guest id 'abc'"],
+      [['prune', '--vmid', '7', '--keep-last', '1'], EXIT_CODES.VZ_ERR_USAGE, "invalid guest id '7'"],
+    ];
+    for (const [args, code, text] of cases) {
+      const r = cli([...args, ...missingStore]);
+      expect([args.join(' '), r.status]).toEqual([args.join(' '), code]);
+      expect(r.err).toContain(text);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+    }
+    // the same store error, once the input is fine
+    const r = cli(['list', ...missingStore]);
+    expect(r.status).toBe(EXIT_CODES.VZ_ERR_NOT_FOUND);
+  });
+
   it('says when a backup is already stored and exits 0', async () => {
     const p = path.join(work, 'vzdump-qemu-201-2026_01_01-03_00_00.vma.zst');
     const r = cli(['ingest', p]);

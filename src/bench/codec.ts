@@ -19,7 +19,7 @@ import { IntegrityError } from '../errors';
 import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
 import { EFI_DISK_SIZE as EFI_SIZE } from '../demo/series';
 import { humanBytes } from '../util/format';
-import { prng } from '../util/prng';
+import { floats, prng } from '../util/prng';
 import { fixed, gbPerSecond, percent, printTable } from './table';
 
 const CLUSTER = 65536;
@@ -40,12 +40,11 @@ const TARGET_RSS = 150e6;
 /** The project's seeded generator (util/prng) with the two draws the image generator needs. */
 class Rng {
   readonly next: () => number;
+  /** uniform in [0, 1), from the same stream as next */
+  readonly float: () => number;
   constructor(seed: number) {
     this.next = prng(seed);
-  }
-  /** uniform in [0, 1) */
-  float(): number {
-    return this.next() / 2 ** 32;
+    this.float = floats(this.next);
   }
   below(n: number): number {
     return Math.floor(this.float() * n);

@@ -22,7 +22,7 @@ import { compress } from '../archive/compression';
 import { archiveFileName, epochToTimestamp, logFileName } from '../archive/names';
 import { writeVma } from '../vma/writer';
 import { imageClusters } from '../restore/image-clusters';
-import { prng } from '../util/prng';
+import { floats, prng } from '../util/prng';
 
 const run = promisify(execFile);
 
@@ -98,8 +98,7 @@ export class BackupSeries {
   private readonly stage: string;
 
   constructor(readonly opts: SeriesOptions) {
-    const next = prng(opts.seed ?? 42);
-    this.rnd = () => next() / 4294967296;
+    this.rnd = floats(prng(opts.seed ?? 42));
     this.diskPath = path.join(opts.dir, 'guest-disk.raw');
     this.efiPath = path.join(opts.dir, 'guest-efivars.raw');
     this.stage = path.join(opts.dir, 'stage');

@@ -12,3 +12,8 @@ export function prng(seed: number): () => number {
     return (t ^ (t >>> 14)) >>> 0;
   };
 }
+
+/** Uniform floats in [0, 1) drawn from a uint32 generator (sharing its stream). */
+export function floats(next: () => number): () => number {
+  return () => next() / 2 ** 32;
+}

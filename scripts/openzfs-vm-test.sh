@@ -1,5 +1,5 @@
 #!/bin/bash
-# openzfs-vm-test.sh - MANUAL check, not CI: runs the store/ingest tests once inside the emulated
+# openzfs-vm-test.sh - MANUAL check, not CI: runs the store, ingest and demo tests once inside the emulated
 # Debian guest of ../shared/tools/openzfs-vm against real (kernel) OpenZFS instead of zfs-fuse.
 #
 # CI runs these tests on zfs-fuse. Our code writes into dataset mountpoints with plain fs calls, so
@@ -22,7 +22,7 @@
 #     --build      run the tools' build.sh first (one time, ~7 min, downloads Debian packages)
 #     --start      boot the guest with the tools' start.sh if it is not running
 #     --stop       stop the guest with the tools' stop.sh afterwards
-#     -- ARGS      jest arguments/paths instead of: test/store test/ingest test/cli/store.test.ts
+#     -- ARGS      jest arguments/paths instead of: test/store test/ingest test/cli/store.test.ts test/demo
 # Env: ZFSVM_TOOLS (default <repo>/../shared/tools/openzfs-vm), ZFSVM_HOME (default /var/tmp/openzfs-vm).
 # A run of the default set takes about 10 minutes (staging included) with zfs 2.1 under TCG on 2 cores.
 set -euo pipefail
@@ -32,7 +32,7 @@ TOOLS="${ZFSVM_TOOLS:-$REPO/../shared/tools/openzfs-vm}"
 STATE="${ZFSVM_HOME:-/var/tmp/openzfs-vm}"
 VARIANT="${ZFSVM_VARIANT:-bookworm}"
 DO_BUILD=0 DO_START=0 DO_STOP=0
-JEST_PATHS=(test/store test/ingest test/cli/store.test.ts)
+JEST_PATHS=(test/store test/ingest test/cli/store.test.ts test/demo)
 while [ $# -gt 0 ]; do
   case "$1" in
     --variant) VARIANT="$2"; shift 2 ;;

@@ -14,7 +14,7 @@ import { checkIngestInput, ingestArchive } from '../ingest/ingest';
 import { restoreBackup } from '../restore/restore';
 import { verifyBackup } from '../restore/verify';
 import { localParts } from '../util/localtime';
-import { timestampProblem } from '../util/timestamp';
+import { hasTimestampShape, timestampProblem } from '../util/timestamp';
 import { humanBytes } from '../util/format';
 import { notesFirstLine } from '../archive/sidefiles';
 import { Progress, action, formatTable, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
@@ -65,7 +65,10 @@ function parseVmid(v: string): number {
 
 /** TIMESTAMP as YYYY_MM_DD-HH_MM_SS, or the original archive file name. */
 function parseTimestamp(v: string, vmid: number): string {
-  if (timestampProblem(v) === undefined) return v;
+  const bad = timestampProblem(v);
+  if (bad === undefined) return v;
+  // the timestamp's shape with a field out of range: say which
+  if (hasTimestampShape(v)) throw new UsageError(`invalid backup time '${v}' - ${bad}`);
   let parsed;
   try {
     parsed = parseArchiveName(path.basename(v));

@@ -21,6 +21,11 @@ export function timestampFields(ts: string): WallTime | string {
   return { year, month, day, hour, minute, second };
 }
 
+/** True when `ts` has the timestamp's shape, whether or not its fields are in range. */
+export function hasTimestampShape(ts: string): boolean {
+  return TIMESTAMP_RE.test(ts);
+}
+
 /** What is wrong with `ts` as a timestamp, or undefined when it is a valid one. */
 export function timestampProblem(ts: string): string | undefined {
   const f = timestampFields(ts);

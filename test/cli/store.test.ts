@@ -175,6 +175,8 @@ describeZfs('store CLI', () => {
       [['restore', '200', '2026_01_04-02_00_00', '-o', path.join(work, 'x.vma.bz2')], EXIT_CODES.VZ_ERR_ARCHIVE_NAME, /x\.vma\.bz2/],
       [['list', '--dataset', `${tp.pool}/nope`], EXIT_CODES.VZ_ERR_NOT_FOUND, /nope/],
       [['notes', '12', '2026_01_04-02_00_00'], EXIT_CODES.VZ_ERR_USAGE, /12/],
+      [['notes', '200', '2026_02_30-02_00_00'], EXIT_CODES.VZ_ERR_USAGE, /invalid backup time '2026_02_30-02_00_00' - day 30 out of range 1\.\.28/],
+      [['restore', '200', 'nightly', '-o', path.join(work, 'x.vma')], EXIT_CODES.VZ_ERR_USAGE, /expected YYYY_MM_DD-HH_MM_SS or the archive name/],
     ];
     for (const [args, code, re] of cases) {
       const r = cli(args);

@@ -237,16 +237,20 @@ export class BackupStore {
 
   /** One backup, or NotFoundError. */
   async get(vmid: number, timestamp: string): Promise<BackupInfo> {
-    const snap = this.snapshotFullName(vmid, timestamp);
+    const { backup: found } = await this.readSnapshot(this.snapshotFullName(vmid, timestamp));
+    if (!found) throw new NotFoundError(`backup '${vmid}/${timestamp}' not found in '${this.root}'`, 'backup', `${vmid}/${timestamp}`);
+    return found;
+  }
+
+  /** One snapshot's properties (none when it does not exist) and the backup they make, if they make one. */
+  private async readSnapshot(snap: string): Promise<{ rows: PropRow[]; backup: BackupInfo | undefined }> {
     let rows: PropRow[] = [];
     try {
       rows = await this.zfs.getRows([snap], ['all'], { sources: ['local', 'none'] });
     } catch (e) {
       if (!isNotExist(e)) throw e;
     }
-    const found = this.parseBackups(rows)[0];
-    if (!found) throw new NotFoundError(`backup '${vmid}/${timestamp}' not found in '${this.root}'`, 'backup', `${vmid}/${timestamp}`);
-    return found;
+    return { rows, backup: this.parseBackups(rows)[0] };
   }
 
   private parseBackups(rows: PropRow[]): BackupInfo[] {
@@ -467,11 +471,10 @@ export class BackupStore {
       await this.zfs.set(snap, rest);
       await this.zfs.set(snap, { [P.format]: format });
     }
-    // one read serves the check and the returned BackupInfo (what get() would read)
-    const rows = await this.zfs.getRows([snap], ['all'], { sources: ['local', 'none'] });
+    // one read serves the check and the returned BackupInfo
+    const { rows, backup } = await this.readSnapshot(snap);
     const got = new Map(rows.filter((r) => r.source === 'local').map((r) => [r.property, r.value]));
     const wrong = Object.entries(props).find(([k, v]) => got.get(k) !== v);
-    const backup = this.parseBackups(rows)[0];
     if (wrong || !backup) {
       await this.zfs.destroy(snap).catch(() => undefined);
       const why = wrong

@@ -26,7 +26,7 @@ import { IoError } from '../errors';
 import type { VmaCluster } from '../vma/types';
 import { expandCluster } from '../vma/reader';
 import { DIGEST_ALGORITHM, type DigestAlgorithm, digestFileName, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
-import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, FULL_MASK, ZERO_BLOCK, ZERO_CLUSTER } from '../vma/constants';
+import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, ZERO_BLOCK, ZERO_CLUSTER } from '../vma/constants';
 import { clusterCount } from '../vma/names';
 import { DigestFile } from './digest-file';
 
@@ -78,8 +78,8 @@ export class DiskSync {
   private readonly tailBytes: number;
   /** cluster buffers not in use: each in-flight cluster holds one for its new data and one for the old */
   private readonly spare: Buffer[] = [];
-  /** where a partly stored cluster is expanded to be hashed */
-  private readonly scratch = Buffer.allocUnsafe(CLUSTER_SIZE);
+  /** where a partly stored cluster is expanded to be hashed; handed over whole when that cluster changed */
+  private scratch: Buffer = Buffer.allocUnsafe(CLUSTER_SIZE);
   private inFlight = 0;
   private failure: unknown;
   private wake: (() => void) | undefined;
@@ -140,8 +140,8 @@ export class DiskSync {
     this.stats.clusters++;
     const base = c.cluster * CLUSTER_SIZE;
     const limit = c.cluster === this.lastCluster && this.tailBytes !== 0 ? this.tailBytes : CLUSTER_SIZE;
-    // an all-zero cluster is only read from, so the shared zero buffer serves
-    const full = c.mask === 0 ? ZERO_CLUSTER : expandCluster(c, c.mask === FULL_MASK ? undefined : this.scratch);
+    // an all-zero cluster is only read from, so the shared zero buffer serves; a full one is c.blocks itself
+    const full = c.mask === 0 ? ZERO_CLUSTER : expandCluster(c, this.scratch);
     const digest = c.mask === 0 ? this.zeroDigest : hashCluster(this.algorithm, full.subarray(0, limit));
     if (this.trustDigests && this.digests.matches(c.cluster, digest)) {
       this.stats.unchanged++;
@@ -149,19 +149,22 @@ export class DiskSync {
     }
     const oldKnownZero = this.trustDigests && this.digests.matches(c.cluster, this.zeroDigest);
     this.digests.set(c.cluster, digest);
+    // the I/O's own copy of the new data; ZERO_CLUSTER is shared and only ever read, never put in spare
     let data: Buffer = ZERO_CLUSTER;
-    if (c.mask !== 0) {
+    if (full === this.scratch) {
+      // expanded into our scratch already: that buffer goes with the I/O, and a spare becomes the scratch
+      data = this.scratch;
+      this.scratch = this.spare.pop() ?? Buffer.allocUnsafe(CLUSTER_SIZE);
+    } else if (c.mask !== 0) {
+      // a view of the reader's input, valid only until the next record
       data = this.spare.pop() ?? Buffer.allocUnsafe(CLUSTER_SIZE);
       full.copy(data, 0, 0, limit);
     }
     this.inFlight++;
     this.syncCluster(data, base, limit, oldKnownZero)
-      .then(
-        () => undefined,
-        (e: unknown) => {
-          this.failure ??= e;
-        },
-      )
+      .catch((e: unknown) => {
+        this.failure ??= e;
+      })
       .finally(() => {
         if (data !== ZERO_CLUSTER) this.spare.push(data);
         this.settled();

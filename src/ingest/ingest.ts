@@ -22,8 +22,8 @@ import { timestampProblem } from '../util/timestamp';
 import type { VmaHeader } from '../vma/types';
 import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
 import { MANIFEST_FILE, MANIFEST_FORMAT, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
-import { DiskSync, type DiskSyncStats, diskImageName, isDiskImageName } from './disk-sync';
-import { digestFileName, isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
+import { DiskSync, type DiskSyncStats, isDiskImageName } from './disk-sync';
+import { isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
 /**
@@ -237,16 +237,14 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       if (rec.type === 'header') {
         header = rec.header;
         checkHeader(header, fileName);
-        const keep = new Set<string>([MANIFEST_FILE, LOG_FILE, ...header.configs.map((c) => c.name)]);
-        for (const d of header.devices) {
-          keep.add(diskImageName(d.name));
-          keep.add(digestFileName(d.name));
-        }
-        removeStale(w.dir, keep, previous);
         for (const d of header.devices) {
           syncs.set(d.id, new DiskSync(w.dir, d.name, d.size));
           totalClusters += clusterCount(d.size);
         }
+        // the files the syncs write (also what the manifest records), the configs and our own
+        const keep = new Set<string>([MANIFEST_FILE, LOG_FILE, ...header.configs.map((c) => c.name)]);
+        for (const s of syncs.values()) keep.add(path.basename(s.imagePath)).add(path.basename(s.digestPath));
+        removeStale(w.dir, keep, previous);
         continue;
       }
       const sync = syncs.get(rec.devId);

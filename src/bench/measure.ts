@@ -1,7 +1,7 @@
 /**
  * Measuring harness for `npm run bench`: runs a command or a two-stage pipeline under GNU time
- * (`/usr/bin/time -f %M`) and returns its wall time and peak RSS; plus the machine facts line,
- * size parsing and the options every bench section receives.
+ * (`/usr/bin/time -f %M`) and returns its wall time and peak RSS; plus the machine facts line
+ * and the options every bench section receives.
  *
  * Owns process spawning for the benchmarks only. Commands are argv arrays; a pipeline is one
  * `bash -c` with a fixed script whose stages arrive as positional arguments (never interpolated).

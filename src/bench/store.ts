@@ -26,6 +26,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { IntegrityError, VzError } from '../errors';
+import { BLOCK_SIZE as BLOCK } from '../vma/constants';
 import { BackupSeries, EFI_DISK_SIZE as EFI_SIZE } from '../demo/series';
 import { Zfs } from '../store/zfs';
 import { createFilePool, destroyPool, ensureZfsRunning, stopPid } from '../store/pool';
@@ -33,7 +34,6 @@ import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type Ben
 import { humanBytes } from '../util/format';
 import { fixed, gbPerSecond, percent, printTable } from './table';
 
-const BLOCK = 4096;
 const DEFAULT_SIZE = 8 * 2 ** 30;
 const DEFAULT_DAYS = 5;
 /**
@@ -60,7 +60,6 @@ const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
 function log(msg: string): void {
   process.stderr.write(`store bench: ${msg}\n`);
 }
-
 
 function envCount(name: string, fallback: number, min: number): number {
   const v = process.env[name];

@@ -11,8 +11,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { IntegrityError } from '../errors';
-import { decompress } from '../archive/compression';
-import { readVma, expandCluster } from '../vma/reader';
+import { expandCluster } from '../vma/reader';
+import { CLUSTER_SIZE } from '../vma/constants';
+import { readArchiveRecords } from '../ingest/archive-records';
 import { Zfs } from '../store/zfs';
 import { BackupStore } from '../store/store';
 import { createFilePool, destroyPool, ensureZfsRunning } from '../store/pool';
@@ -77,10 +78,11 @@ export async function checkRestore(store: BackupStore, vmid: number, day: DayArc
   fs.rmSync(out, { force: true });
   await restoreBackup(store, { vmid, timestamp: day.timestamp, output: out, compression: 'zst' });
   const fds = day.images.map((i) => fs.openSync(i.path, 'r'));
-  const expected = Buffer.alloc(65536);
+  const expected = Buffer.alloc(CLUSTER_SIZE);
   let compared = 0;
   try {
-    for await (const rec of readVma(decompress(fs.createReadStream(out, { highWaterMark: 1 << 20 }), 'zst'), { label: `'${out}'` })) {
+    // nothing here keeps a record's blocks
+    for await (const rec of readArchiveRecords(out)) {
       if (rec.type === 'header') {
         const h = rec.header;
         if (h.devices.map((d) => `${d.name}:${d.size}`).join(',') !== day.images.map((i) => `${i.name}:${i.size}`).join(',')) {
@@ -93,8 +95,8 @@ export async function checkRestore(store: BackupStore, vmid: number, day: DayArc
         continue;
       }
       const img = day.images[rec.devId - 1]!;
-      const off = rec.cluster * 65536;
-      const len = Math.min(65536, img.size - off);
+      const off = rec.cluster * CLUSTER_SIZE;
+      const len = Math.min(CLUSTER_SIZE, img.size - off);
       expected.fill(0);
       fs.readSync(fds[rec.devId - 1]!, expected, 0, len, off);
       if (!expandCluster(rec).subarray(0, len).equals(expected.subarray(0, len))) {

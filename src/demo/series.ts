@@ -87,7 +87,6 @@ interface FileEntry {
 export const EFI_DISK_SIZE = 540672;
 
 /** Drives the series day by day: `next()` changes the guest and writes that day's archive. */
-
 export class BackupSeries {
   readonly diskPath: string;
   readonly efiPath: string;

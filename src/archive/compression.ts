@@ -320,9 +320,6 @@ export interface OpenArchiveOptions extends DecompressOptions {
   chunkPool?: ChunkPool;
 }
 
-/** Plain files without a pool are read in the pool's chunk size (measured there), into fresh buffers. */
-const FILE_CHUNK = POOL_CHUNK;
-
 /**
  * Reads kept in flight through a pool while the consumer works on a chunk, so page-cache copies run
  * on several threads while the consumer parses. Measured with 4 MiB chunks on 2 cores: for a
@@ -336,19 +333,19 @@ function readError(name: string, at: number, err: unknown): IoError {
 }
 
 /**
- * Reads an opened file or pipe from where it stands, in fresh buffers: sequential reads, the next
+ * Reads an opened file or pipe from where it stands, in fresh buffers of POOL_CHUNK bytes: sequential reads, the next
  * one started as the consumer gets the current chunk (fresh, because the VMA reader may keep
  * zero-copy views). Works on anything that can be read, seekable or not.
  */
 async function* readSequential(fh: fs.promises.FileHandle, name: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
   let pos = 0;
   const readChunk = (): Promise<Buffer> => {
-    const buf = Buffer.allocUnsafe(FILE_CHUNK);
+    const buf = Buffer.allocUnsafe(POOL_CHUNK);
     const at = pos;
-    const read = fh.read(buf, 0, FILE_CHUNK, null).then(
+    const read = fh.read(buf, 0, POOL_CHUNK, null).then(
       ({ bytesRead }) => {
         pos += bytesRead;
-        return bytesRead === FILE_CHUNK ? buf : buf.subarray(0, bytesRead);
+        return bytesRead === POOL_CHUNK ? buf : buf.subarray(0, bytesRead);
       },
       (err: unknown) => {
         throw readError(name, at, err);

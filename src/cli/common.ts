@@ -41,7 +41,6 @@ export function formatTable(header: string[], rows: string[][], opts: { noHeader
   return layoutTable({ columns: header.map((title) => ({ title })), rows, rule: false });
 }
 
-
 let jsonErrors = false;
 /** In JSON mode a failure is written as one `{code, message}` object on stderr. */
 export function setJsonErrors(on: boolean): void {

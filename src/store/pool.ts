@@ -165,4 +165,3 @@ export async function destroyPool(name: string, opts: { zfs?: Zfs; vdevPath?: st
   }
   if (opts.vdevPath) await rm(opts.vdevPath, { force: true });
 }
-

@@ -366,4 +366,3 @@ function checkPropValue(k: string, v: string): void {
     throw new ZfsCommandError(`value of zfs property '${k}' contains a newline - encode it first`, [], null, '');
   }
 }
-

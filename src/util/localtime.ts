@@ -23,9 +23,9 @@ export type WallTime = Omit<LocalParts, 'weekday'>;
 
 const formatters = new Map<string, Intl.DateTimeFormat>();
 
-function formatter(timeZone: string | undefined): Intl.DateTimeFormat {
-  const key = timeZone ?? '';
-  let f = formatters.get(key);
+/** The cached ICU formatter for a named zone (the process zone and UTC take Date's getters instead). */
+function formatter(timeZone: string): Intl.DateTimeFormat {
+  let f = formatters.get(timeZone);
   if (!f) {
     try {
       f = new Intl.DateTimeFormat('en-US', {
@@ -42,7 +42,7 @@ function formatter(timeZone: string | undefined): Intl.DateTimeFormat {
     } catch (e) {
       throw new RangeError(`unknown time zone '${timeZone}'`);
     }
-    formatters.set(key, f);
+    formatters.set(timeZone, f);
   }
   return f;
 }

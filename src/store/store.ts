@@ -41,7 +41,7 @@ import { join } from 'node:path';
 import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
 import { timestampProblem } from '../util/timestamp';
 import { acquireLock, pidAlive, type Lock } from './lock';
-import { isBusy, isNotExist, type PropRow, type Zfs } from './zfs';
+import { isBusy, isNotExist, isOutOfSpace, type PropRow, type Zfs } from './zfs';
 
 // ---------------------------------------------------------------- layout constants
 
@@ -69,6 +69,12 @@ const P = {
 const RESERVED_KEYS = new Set(['format', 'archive', 'ctime', 'size', 'notes', 'protected', 'dirty', 'owner']);
 
 const VMID_RE = /^[1-9]\d{0,9}$/;
+/**
+ * How long a rollback on a full pool waits, after the live files were emptied, for the freed space
+ * to show: it does once the freeing transaction group commits (OpenZFS's zfs_txg_timeout is 5 s;
+ * the margin is for slow pools and older releases).
+ */
+const FREED_SPACE_WAIT_MS = 35000;
 
 // ---------------------------------------------------------------- public types
 
@@ -419,7 +425,7 @@ export class BackupStore {
     try {
       await this.zfs.rollback(snap);
     } catch (e) {
-      if (!(e instanceof ZfsCommandError && /out of space|no space/i.test(e.stderrTail))) throw e;
+      if (!isOutOfSpace(e)) throw e;
       const dir = await this.mountedDir(ds);
       // largest first, truncating before unlinking: on a full pool even an unlink can fail with
       // ENOSPC until some blocks are freed, and truncating the big image frees the most
@@ -431,7 +437,7 @@ export class BackupStore {
         if (st?.isFile()) await truncate(p, 0).catch(() => undefined);
       }
       for (const { p } of files) await rm(p, { recursive: true, force: true }).catch(() => undefined);
-      await this.zfs.rollback(snap);
+      await this.zfs.rollback(snap, { spaceWaitMs: FREED_SPACE_WAIT_MS });
     }
   }
 

@@ -226,8 +226,12 @@ export class Zfs {
   }
 
   /** Rolls back to `snap`, which must be the latest snapshot (no -r: never destroys snapshots). */
-  async rollback(snap: string): Promise<void> {
-    await this.run(['rollback', '--', snap]);
+  /**
+   * `zfs rollback`. With `spaceWaitMs`, "out of space" is retried with backoff for that long: space
+   * freed just before (files truncated) only shows once its transaction group has committed.
+   */
+  async rollback(snap: string, opts: { spaceWaitMs?: number } = {}): Promise<void> {
+    await this.retryWhile(isOutOfSpace, opts.spaceWaitMs ?? 0, () => this.run(['rollback', '--', snap]));
   }
 
   /**
@@ -297,14 +301,19 @@ export class Zfs {
   }
 
   /** Runs `fn`, retrying while it fails with "busy", with backoff up to busyRetryMs. */
-  async retryBusy<T>(fn: () => Promise<T>, between?: () => Promise<void>): Promise<T> {
-    const deadline = Date.now() + this.busyRetryMs;
+  retryBusy<T>(fn: () => Promise<T>, between?: () => Promise<void>): Promise<T> {
+    return this.retryWhile(isBusy, this.busyRetryMs, fn, between);
+  }
+
+  /** Runs `fn`, retrying while its error satisfies `transient`, with backoff for up to `ms` (0: once). */
+  private async retryWhile<T>(transient: (e: unknown) => boolean, ms: number, fn: () => Promise<T>, between?: () => Promise<void>): Promise<T> {
+    const deadline = Date.now() + ms;
     let delay = 50;
     for (;;) {
       try {
         return await fn();
       } catch (e) {
-        if (!isBusy(e) || Date.now() + delay > deadline) throw e;
+        if (!transient(e) || Date.now() + delay > deadline) throw e;
         await sleep(delay);
         delay = Math.min(delay * 2, 1000);
         if (between) await between();
@@ -318,6 +327,11 @@ export class Zfs {
 /** True when zfs refused because the dataset is in use (mounted and open, or being read). */
 export function isBusy(e: unknown): boolean {
   return e instanceof ZfsCommandError && BUSY_RE.test(e.stderrTail);
+}
+
+/** True when zfs refused for lack of space in the pool. */
+export function isOutOfSpace(e: unknown): boolean {
+  return e instanceof ZfsCommandError && /out of space|no space/i.test(e.stderrTail);
 }
 
 /** True when the error says the named dataset does not exist. */

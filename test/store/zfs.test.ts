@@ -1,8 +1,9 @@
 /** Tests src/store/zfs.ts against a real file-backed pool (zfs-fuse in CI). */
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ZfsCommandError } from '../../src/errors';
-import { Zfs } from '../../src/store/zfs';
+import { Zfs, isOutOfSpace } from '../../src/store/zfs';
 import { describeZfs, withTestPool } from '../helpers/zpool';
 
 describe('retryBusy', () => {
@@ -35,6 +36,41 @@ describe('retryBusy', () => {
     const t0 = Date.now();
     await expect(z.retryBusy(() => Promise.reject(busy()))).rejects.toThrow(/busy/);
     expect(Date.now() - t0).toBeLessThan(2000);
+  });
+});
+
+describe('rollback on a full pool', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-fakezfs-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  /** A zfs stand-in whose first `failures` calls say "out of space", like a rollback before freed space commits. */
+  async function fakeZfs(failures: number): Promise<{ zfs: Zfs; calls: () => Promise<number> }> {
+    const count = join(dir, 'calls');
+    await writeFile(count, '0');
+    const script = `#!/bin/sh\nn=$(($(cat '${count}') + 1))\necho $n > '${count}'\n[ $n -gt ${failures} ] && exit 0\necho "cannot rollback 'p/x': out of space" >&2\nexit 1\n`;
+    await writeFile(join(dir, 'zfs'), script, { mode: 0o755 });
+    return { zfs: new Zfs({ zfs: join(dir, 'zfs') }), calls: async () => Number((await readFile(count, 'utf8')).trim()) };
+  }
+
+  test('with spaceWaitMs, "out of space" is retried until the freed space shows', async () => {
+    const { zfs, calls } = await fakeZfs(2);
+    await zfs.rollback('p/x@s', { spaceWaitMs: 5000 });
+    expect(await calls()).toBe(3);
+  });
+
+  test('without it, or past it, "out of space" is the error', async () => {
+    const once = await fakeZfs(2);
+    const err = await once.zfs.rollback('p/x@s').catch((e: unknown) => e);
+    expect(isOutOfSpace(err)).toBe(true);
+    expect(await once.calls()).toBe(1);
+    const never = await fakeZfs(1000);
+    await expect(never.zfs.rollback('p/x@s', { spaceWaitMs: 200 })).rejects.toThrow(/out of space/);
+    expect(await never.calls()).toBeGreaterThan(1);
   });
 });
 

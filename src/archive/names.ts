@@ -121,6 +121,22 @@ export function timestampToEpoch(ts: string, timeZone?: string): number {
   return timelocal(f, timeZone);
 }
 
+/**
+ * How PVE dates and groups a backup (archive_info): a standard vzdump name carries its time, read
+ * as wall time in the node's zone whenever it is asked; any other name (a renamed archive) is not
+ * standard, keeps the time it was stored with, and prune leaves it alone.
+ */
+export function catalogTime(fileName: string, storedCtime: number, timeZone?: string): { ctime: number; standard: boolean } {
+  let a: ArchiveName | undefined;
+  try {
+    a = parseArchiveName(fileName);
+  } catch {
+    a = undefined;
+  }
+  if (!a?.standard || a.timestamp === undefined) return { ctime: storedCtime, standard: false };
+  return { ctime: timestampToEpoch(a.timestamp, timeZone), standard: true };
+}
+
 const pad = (n: number, w = 2) => String(n).padStart(w, '0');
 
 /** `YYYY_MM_DD-HH_MM_SS` of an epoch in `timeZone` (default: process TZ), as vzdump names archives. */

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import * as path from 'node:path';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config';
 import { NotFoundError, UsageError, VzError } from '../errors';
-import { compressionFromFileName, parseArchiveName, type Compression } from '../archive/names';
+import { catalogTime, compressionFromFileName, parseArchiveName, type Compression } from '../archive/names';
 import { Zfs } from '../store/zfs';
 import { BackupStore, type BackupInfo } from '../store/store';
 import { pruneMark, validateKeepOptions, type KeepOptions, type PruneResult } from '../store/prune';
@@ -201,7 +201,8 @@ export function registerStoreCommands(program: Command): void {
       setJsonErrors(format !== 'text');
       const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       const ctx = await openStore(o);
-      const list = await ctx.store.list(vmid);
+      // times as PVE shows them: a standard name's time in the node's zone
+      const list = (await ctx.store.list(vmid)).map((b) => ({ ...b, ctime: catalogTime(b.archive, b.ctime, ctx.timeZone).ctime }));
       list.sort((a, b) => a.vmid - b.vmid || a.ctime - b.ctime);
       if (format !== 'text') {
         printJson(list.map(backupJson), format);
@@ -289,10 +290,11 @@ export function registerStoreCommands(program: Command): void {
       const keep = keepFromOptions(o);
       const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       const ctx = await openStore(o);
-      const list = await ctx.store.list(vmid);
+      // PVE's view: ctime from a standard name in the node's zone; renamed archives are never pruned
+      const list = (await ctx.store.list(vmid)).map((b) => ({ ...b, ...catalogTime(b.archive, b.ctime, ctx.timeZone) }));
       const byId = new Map(list.map((b) => [`${b.vmid}/${b.timestamp}`, b]));
       const marks: PruneResult[] = pruneMark(
-        list.map((b) => ({ id: `${b.vmid}/${b.timestamp}`, vmid: b.vmid, type: 'qemu' as const, ctime: b.ctime, protected: b.protected })),
+        list.map((b) => ({ id: `${b.vmid}/${b.timestamp}`, vmid: b.vmid, type: 'qemu' as const, ctime: b.ctime, protected: b.protected, standardName: b.standard })),
         keep,
         { timeZone: ctx.timeZone },
       );

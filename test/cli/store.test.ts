@@ -133,6 +133,35 @@ describeZfs('store CLI', () => {
     expect(JSON.parse(cli(['list', '--vmid', '201', '--output-format', 'json']).out)).toHaveLength(2);
   });
 
+  it('leaves a backup stored under a non-standard name alone when pruning (PVE: renamed)', async () => {
+    const renamed = path.join(work, 'before-upgrade.vma.zst');
+    fs.renameSync(await archive(206, '2026_01_01-02_00_00', 1), renamed);
+    expect(cli(['ingest', renamed, '--vmid', '206', '--time', '2026_01_01-02_00_00']).status).toBe(0);
+    for (const ts of ['2026_01_02-02_00_00', '2026_01_03-02_00_00']) expect(cli(['ingest', await archive(206, ts, 2)]).status).toBe(0);
+    const r = cli(['prune', '--vmid', '206', '--keep-last', '1', '--output-format', 'json']);
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.out).map((e: { archive: string; mark: string }) => [e.archive, e.mark])).toEqual([
+      ['vzdump-qemu-206-2026_01_03-02_00_00.vma.zst', 'keep'],
+      ['vzdump-qemu-206-2026_01_02-02_00_00.vma.zst', 'remove'],
+      ['before-upgrade.vma.zst', 'renamed'],
+    ]);
+    const left = JSON.parse(cli(['list', '--vmid', '206', '--output-format', 'json']).out).map((b: { archive: string }) => b.archive);
+    expect(left).toEqual(['before-upgrade.vma.zst', 'vzdump-qemu-206-2026_01_03-02_00_00.vma.zst']);
+  });
+
+  it("dates a backup by its name in the node's zone, as PVE does, whatever zone it was ingested in", () => {
+    // ingested with pve.timeZone UTC; the node's zone is given later as Europe/Vienna (UTC+1 in January)
+    const vienna = (args: string[]) => cli([...args, '--tz', 'Europe/Vienna']);
+    const hp = vienna(['list', '--vmid', '201', '-Hp']).out.trim().split('\n').map((l) => l.split('\t').slice(0, 2));
+    expect(hp).toEqual([
+      ['201', String(Date.UTC(2026, 0, 1, 2) / 1000)],
+      ['201', String(Date.UTC(2026, 0, 2, 2) / 1000)],
+    ]);
+    expect(vienna(['list', '--vmid', '201']).out).toContain('2026-01-01 03:00:00');
+    const pruned = JSON.parse(vienna(['prune', '--vmid', '201', '--keep-last', '2', '--dry-run', '--output-format', 'json']).out);
+    expect(pruned.map((e: { ctime: number }) => e.ctime)).toEqual([Date.UTC(2026, 0, 2, 2) / 1000, Date.UTC(2026, 0, 1, 2) / 1000]);
+  });
+
   it('rejects contradictory prune options with a usage error', () => {
     const r = cli(['prune', '--keep-all', '--keep-last', '1', '--dry-run']);
     expect(r.status).toBe(EXIT_CODES.VZ_ERR_USAGE);

@@ -13,7 +13,8 @@
  * (absent when empty), `protected` ('1', absent when off), and one `vzdump-zfs:<key>` per extra
  * BackupProps key (camelCase keys become kebab-case: `diskSizes` -> `disk-sizes`; objects are
  * stored as JSON, other values as String()). On a guest dataset: `vzdump-zfs:dirty` =
- * `<pid>@<hostname>` while a write is in flight. Temporary clones carry `vzdump-zfs:owner`.
+ * `<pid>@<hostname> since <epoch seconds>` while a write is in flight. Temporary clones carry
+ * `vzdump-zfs:owner`.
  *
  * Value encoding: every value is stored percent-encoded (UTF-8 bytes below 0x20, 0x7f, above
  * 0x7f, and '%' itself become `%XX`; a lone '-' becomes `%2D` so it cannot read as "unset"), so
@@ -23,12 +24,12 @@
  *
  * Guarantees: list() returns only complete backups (the snapshot exists with its `format` and
  * `archive` properties, which are set atomically with it); a write that dies leaves the dataset
- * marked dirty, and the next beginWrite() of that guest rolls it back to its latest snapshot (or
- * destroys it if it has none) before writing; one write per guest at a time across processes
- * (lock file per guest in lockDir); committed snapshots are never destroyed except by forget(),
- * which refuses protected ones and ones an open SnapshotView shows. forget() of a guest's last
- * backup keeps the guest dataset: its files are the base the next ingest writes only differences
- * against.
+ * marked dirty, and the next beginWrite() of that guest rolls it back to its last backup (or
+ * destroys it if it has none) before writing, whatever snapshots other tools took meanwhile; one
+ * write per guest at a time across processes (lock file per guest in lockDir); committed
+ * snapshots are never destroyed except by forget(), which refuses protected ones and ones an open
+ * SnapshotView shows. forget() of a guest's last backup keeps the guest dataset: its files are the
+ * base the next ingest writes only differences against (until a write to it fails).
  * Does not guarantee: that files written before commit() are flushed from page caches outside
  * ZFS (close them before committing).
  */
@@ -122,7 +123,7 @@ export interface GuestWrite {
   created: boolean;
   /** Snapshots with all properties, clears the dirty mark, releases the lock. */
   commit(timestamp: string, props: BackupProps): Promise<BackupInfo>;
-  /** Rolls back to the latest snapshot, or destroys the dataset if `created` and it has none; idempotent. */
+  /** Puts the dataset back to its last backup (see BackupStore.undoWrite), or destroys it if there is none; idempotent. */
   abort(): Promise<void>;
 }
 
@@ -347,7 +348,9 @@ export class BackupStore {
     const ds = this.guestDataset(vmid);
     const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`);
     try {
-      const marker = `${process.pid}@${hostname()}`;
+      // whole seconds, as zfs's `creation`: a snapshot of this second may already be the write's
+      const since = Math.floor(Date.now() / 1000);
+      const marker = `${process.pid}@${hostname()} since ${since}`;
       const exists = await this.recover(ds);
       let created = false;
       if (!exists) {
@@ -366,7 +369,7 @@ export class BackupStore {
         await (created ? this.zfs.destroy(ds) : this.zfs.inherit(ds, P.dirty)).catch(() => undefined);
         throw e;
       }
-      return new Write(this, lock, vmid, ds, dir, created);
+      return new Write(this, lock, vmid, ds, dir, created, since);
     } catch (e) {
       await lock.release();
       throw e;
@@ -374,9 +377,8 @@ export class BackupStore {
   }
 
   /**
-   * If `ds` is marked dirty (a write died), undoes that write: drops a trailing backup snapshot
-   * that never got its properties, then rolls back to the latest snapshot, or destroys the
-   * dataset if it has none. Returns whether the dataset exists (afterwards). Caller holds the lock.
+   * If `ds` is marked dirty (a write died), undoes that write (undoWrite, with the write's start
+   * read from the mark). Returns whether the dataset exists (afterwards). Caller holds the lock.
    */
   private async recover(ds: string): Promise<boolean> {
     let dirty: string;
@@ -387,30 +389,30 @@ export class BackupStore {
       throw e;
     }
     if (dirty === '-') return true;
-    return this.undoWrite(ds, true);
+    // a mark without its start (written before marks recorded one): every snapshot counts as older
+    const since = / since (\d+)$/.exec(dirty);
+    return this.undoWrite(ds, since ? Number(since[1]) : Infinity);
   }
 
-  /** Rolls `ds` back to its latest snapshot or (if allowed and it has none) destroys it; clears dirty. */
-  async undoWrite(ds: string, destroyIfNoSnapshot: boolean): Promise<boolean> {
-    for (;;) {
-      const snaps = await this.snapshotsOf(ds);
-      const latest = snaps[snaps.length - 1];
-      if (!latest) {
-        if (destroyIfNoSnapshot) {
-          await this.zfs.destroy(ds);
-          return false;
-        }
-        break;
-      }
-      const short = latest.name.slice(ds.length + 1);
-      if (short.startsWith(SNAPSHOT_PREFIX) && !latest.complete) {
-        // snapshot taken but its properties never set: the backup was not committed
-        await this.zfs.destroy(latest.name);
-        continue;
-      }
-      await this.rollbackFreeingSpace(ds, latest.name);
-      break;
+  /**
+   * Undoes a write to `ds` that began at `since` (epoch seconds) and clears its dirty mark: rolls
+   * back to the newest snapshot holding a consistent state, destroying every later one, or destroys
+   * the dataset when there is none. Consistent are committed backups, and snapshots of other tools
+   * (zfs-auto-snapshot, sanoid) taken before the write began. A tool's snapshot taken during the
+   * write holds half-written files and a backup snapshot without its properties was never
+   * committed: both go. Without a consistent state to go back to (a first write, or every backup of
+   * the guest forgotten) the live files are of no known backup and the digests no longer describe
+   * them, so the dataset goes too; the next write starts from scratch. Returns whether `ds` exists.
+   */
+  async undoWrite(ds: string, since: number): Promise<boolean> {
+    const snaps = await this.snapshotsOf(ds);
+    const isBackup = (s: { name: string }): boolean => s.name.slice(ds.length + 1).startsWith(SNAPSHOT_PREFIX);
+    const target = [...snaps].reverse().find((s) => (isBackup(s) ? s.complete : s.created < since));
+    if (!target) {
+      await this.zfs.destroy(ds, { recursive: true });
+      return false;
     }
+    await this.rollbackFreeingSpace(ds, target.name, target !== snaps[snaps.length - 1]);
     await this.zfs.inherit(ds, P.dirty);
     return true;
   }
@@ -421,23 +423,23 @@ export class BackupStore {
    * the dataset's live files (blocks the snapshot does not share), then rolls back again. The
    * snapshot brings every file back; committed snapshots are never touched.
    */
-  private async rollbackFreeingSpace(ds: string, snap: string): Promise<void> {
+  private async rollbackFreeingSpace(ds: string, snap: string, destroyNewer: boolean): Promise<void> {
     try {
-      await this.zfs.rollback(snap);
+      await this.zfs.rollback(snap, { destroyNewer });
     } catch (e) {
       if (!isOutOfSpace(e)) throw e;
       const dir = await this.mountedDir(ds);
       // largest first, truncating before unlinking: on a full pool even an unlink can fail with
-      // ENOSPC until some blocks are freed, and truncating the big image frees the most
-      const files = await Promise.all(
-        (await readdir(dir)).map(async (f) => ({ p: join(dir, f), st: await lstat(join(dir, f)).catch(() => undefined) })),
-      );
+      // ENOSPC until some blocks are freed, and truncating the big image frees the most. Never
+      // `.zfs` (snapdir=visible): removing a directory there can destroy a snapshot.
+      const names = (await readdir(dir)).filter((f) => f !== '.zfs');
+      const files = await Promise.all(names.map(async (f) => ({ p: join(dir, f), st: await lstat(join(dir, f)).catch(() => undefined) })));
       files.sort((a, b) => (b.st?.size ?? 0) - (a.st?.size ?? 0));
       for (const { p, st } of files) {
         if (st?.isFile()) await truncate(p, 0).catch(() => undefined);
       }
       for (const { p } of files) await rm(p, { recursive: true, force: true }).catch(() => undefined);
-      await this.zfs.rollback(snap, { spaceWaitMs: FREED_SPACE_WAIT_MS });
+      await this.zfs.rollback(snap, { destroyNewer, spaceWaitMs: FREED_SPACE_WAIT_MS });
     }
   }
 
@@ -602,6 +604,8 @@ class Write implements GuestWrite {
     readonly dataset: string,
     readonly dir: string,
     readonly created: boolean,
+    /** when the write began (epoch seconds), as its dirty mark says */
+    private readonly since: number,
   ) {}
 
   async commit(timestamp: string, props: BackupProps): Promise<BackupInfo> {
@@ -623,7 +627,7 @@ class Write implements GuestWrite {
     if (this.finished) return;
     this.finished = true;
     try {
-      await this.store.undoWrite(this.dataset, this.created);
+      await this.store.undoWrite(this.dataset, this.since);
     } finally {
       await this.lock.release();
     }

@@ -225,13 +225,15 @@ export class Zfs {
     await this.run(['snapshot', ...propArgs(props), '--', snap]);
   }
 
-  /** Rolls back to `snap`, which must be the latest snapshot (no -r: never destroys snapshots). */
   /**
-   * `zfs rollback`. With `spaceWaitMs`, "out of space" is retried with backoff for that long: space
-   * freed just before (files truncated) only shows once its transaction group has committed.
+   * `zfs rollback` to `snap`. Without `destroyNewer` it must be the latest snapshot; with it, later
+   * snapshots are destroyed (`-r`). With `spaceWaitMs`, "out of space" is retried with backoff for
+   * that long: space freed just before (files truncated) only shows once its transaction group has
+   * committed.
    */
-  async rollback(snap: string, opts: { spaceWaitMs?: number } = {}): Promise<void> {
-    await this.retryWhile(isOutOfSpace, opts.spaceWaitMs ?? 0, () => this.run(['rollback', '--', snap]));
+  async rollback(snap: string, opts: { destroyNewer?: boolean; spaceWaitMs?: number } = {}): Promise<void> {
+    const args = ['rollback', ...(opts.destroyNewer ? ['-r'] : []), '--', snap];
+    await this.retryWhile(isOutOfSpace, opts.spaceWaitMs ?? 0, () => this.run(args));
   }
 
   /**

@@ -276,6 +276,26 @@ describeZfs('ingest and restore on a real pool', () => {
     expect(await tp.zfs.exists(store.guestDataset(106))).toBe(false);
   });
 
+  it('after every backup of a guest was forgotten, a failed ingest leaves no half-written base for the next one', async () => {
+    const vmid = 115;
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1, 'vma'), day1, 'none'), timeZone: 'UTC' });
+    await store.forget(vmid, '2026_01_01-02_00_00');
+    // day 2 rewrites every cluster, then fails at its last extent, after most were written
+    const changed: Guest = { configs: day1.configs, disks: [{ name: 'drive-scsi0', data: disk(day1.disks[0]!.data.length, 78) }, day1.disks[1]!] };
+    const p = await writeArchive(work, name(vmid, 2, 'vma'), changed, 'none');
+    const bytes = fs.readFileSync(p);
+    bytes[bytes.lastIndexOf(Buffer.from('VMAE')) + 30]! ^= 0xff;
+    fs.writeFileSync(p, bytes);
+    await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toMatchObject({ code: 'VZ_ERR_VMA_FORMAT' });
+    // day 3 holds day 1's disks again: none of day 2's bytes may survive in it
+    const r = await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 3, 'vma'), day1, 'none'), timeZone: 'UTC' });
+    expect(r.status).toBe('stored');
+    expect((await liveImage(vmid, 'drive-scsi0')).equals(day1.disks[0]!.data)).toBe(true);
+    const out = path.join(work, `restored-${vmid}.vma`);
+    await restoreBackup(store, { vmid, timestamp: '2026_01_03-02_00_00', output: out, compression: 'none' });
+    expectSameGuest(await readBack(out, 'none'), day1);
+  });
+
   it('rejects config and device names that would leave the guest dataset, touching nothing', async () => {
     const vmid = 112;
     await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });

@@ -76,7 +76,7 @@ describeZfs('BackupStore', () => {
     const p = await tp().zfs.get(w.dataset, ['compression', 'recordsize', 'vzdump-zfs:dirty', 'mountpoint', 'mounted']);
     expect(p.compression).toBe('on');
     expect(p.recordsize).toBe(String(64 * 1024));
-    expect(p['vzdump-zfs:dirty']).toBe(`${process.pid}@${hostname()}`);
+    expect(p['vzdump-zfs:dirty']).toMatch(new RegExp(`^${process.pid}@${hostname()} since \\d+$`));
     expect(p.mounted).toBe('yes');
     expect(w.dir).toBe(p.mountpoint);
     await expect(store.beginWrite(101)).rejects.toBeInstanceOf(LockedError);
@@ -176,6 +176,60 @@ describeZfs('BackupStore', () => {
     expect(await store.list(104)).toEqual([]);
   });
 
+  /** Snapshot short names of a guest, oldest first. */
+  const snapNames = async (vmid: number): Promise<string[]> =>
+    (await tp().zfs.list(store.guestDataset(vmid), { type: 'snapshot', depth: 1, props: [] })).map((r) => r.name.split('@')[1]!);
+  /** Waits for the next whole second: zfs `creation` has a resolution of one second. */
+  const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 50));
+
+  test('abort goes back to the last backup past snapshots other tools took during the write, keeping earlier ones', async () => {
+    const w1 = await store.beginWrite(110);
+    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    await w1.commit(TS1, props('a.vma'));
+    await tp().zfs.snapshot(`${store.guestDataset(110)}@autosnap-before`); // e.g. zfs-auto-snapshot, sanoid
+    await nextSecond();
+    const w = await store.beginWrite(110);
+    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 2));
+    await tp().zfs.snapshot(`${w.dataset}@autosnap-during`); // half-written state
+    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 3));
+    await w.abort();
+    expect(await readFile(join(w.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
+    expect(await snapNames(110)).toEqual([`vzdump-${TS1}`, 'autosnap-before']);
+    expect((await tp().zfs.get(w.dataset, ['vzdump-zfs:dirty']))['vzdump-zfs:dirty']).toBe('-');
+    expect((await store.list(110)).map((b) => b.timestamp)).toEqual([TS1]);
+    await tp().zfs.destroy(w.dataset, { recursive: true }); // later tests count the guests
+  });
+
+  test('abort after every backup of the guest was forgotten destroys the dataset (its digests describe no backup)', async () => {
+    const w1 = await store.beginWrite(111);
+    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    await w1.commit(TS1, props('a.vma'));
+    await store.forget(111, TS1);
+    expect(await tp().zfs.exists(store.guestDataset(111))).toBe(true); // kept as the base of the next ingest
+    const w = await store.beginWrite(111);
+    expect(w.created).toBe(false);
+    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 2));
+    await tp().zfs.snapshot(`${w.dataset}@autosnap-during`);
+    await w.abort();
+    expect(await tp().zfs.exists(w.dataset)).toBe(false);
+    const w2 = await store.beginWrite(111);
+    expect(w2.created).toBe(true);
+    await w2.abort();
+  });
+
+  test('a write whose commit snapshot was taken is never undone past it', async () => {
+    const w = await store.beginWrite(112);
+    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    // the backup is committed, but the process dies before it clears the dirty mark
+    await store.snapshotWithProps(`${w.dataset}@vzdump-${TS1}`, store.encodeProps(props('a.vma')));
+    await tp().zfs.snapshot(`${w.dataset}@autosnap-after`);
+    await w.abort();
+    expect(await snapNames(112)).toEqual([`vzdump-${TS1}`]);
+    expect(await readFile(join(w.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
+    expect((await store.list(112)).map((b) => b.timestamp)).toEqual([TS1]);
+    await tp().zfs.destroy(w.dataset, { recursive: true }); // later tests count the guests
+  });
+
   describe('crash recovery', () => {
     let childJs: string;
     let out: string;
@@ -230,7 +284,7 @@ describeZfs('BackupStore', () => {
       await exited;
       // the child's lock and dirty mark are left behind
       const dirty = (await tp().zfs.get(`${tp().root}/${vmid}`, ['vzdump-zfs:dirty']))['vzdump-zfs:dirty'];
-      expect(dirty).toBe(`${child.pid}@${hostname()}`);
+      expect(dirty).toMatch(new RegExp(`^${child.pid}@${hostname()} since \\d+$`));
     }
 
     test('a killed write is rolled back by the next beginWrite (guest with backups)', async () => {
@@ -241,7 +295,20 @@ describeZfs('BackupStore', () => {
       expect(w.created).toBe(false);
       expect(await readFile(join(w.dir, 'disk.raw'))).toEqual(committed);
       expect((await readdir(w.dir)).sort()).toEqual(['disk.raw', 'qemu-server.conf']);
-      expect((await tp().zfs.get(w.dataset, ['vzdump-zfs:dirty']))['vzdump-zfs:dirty']).toBe(`${process.pid}@${hostname()}`);
+      expect((await tp().zfs.get(w.dataset, ['vzdump-zfs:dirty']))['vzdump-zfs:dirty']).toMatch(new RegExp(`^${process.pid}@${hostname()} since `));
+      await w.abort();
+    });
+
+    test('recovery after a kill also drops a snapshot another tool took of the half-written state', async () => {
+      const committed = await readFile(join(tp().mountRoot, 'back ups', '101', 'disk.raw'));
+      const before = await snapNames(101);
+      await nextSecond();
+      await crashingWrite(101);
+      await tp().zfs.snapshot(`${tp().root}/101@autosnap-crash`);
+      const w = await store.beginWrite(101);
+      expect(await snapNames(101)).toEqual(before);
+      expect(await readFile(join(w.dir, 'disk.raw'))).toEqual(committed);
+      expect(await readdir(w.dir)).not.toContain('crash-leftover');
       await w.abort();
     });
 

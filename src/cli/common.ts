@@ -41,6 +41,41 @@ export function formatTable(header: string[], rows: string[][], opts: { noHeader
   return layoutTable({ columns: header.map((title) => ({ title })), rows, rule: false });
 }
 
+let stdoutIsData = false;
+/**
+ * For a command whose standard output is an archive: a reader that goes away before the end is a
+ * failure (non-zero exit, partial work undone), not the quiet end it is for listings (`| head`).
+ */
+export function stdoutCarriesData(): void {
+  stdoutIsData = true;
+}
+/** Whether an EPIPE on stdout should end the process quietly (see stdoutCarriesData). */
+export function quietEpipe(): boolean {
+  return !stdoutIsData;
+}
+
+/**
+ * Runs `fn` with a signal that SIGINT and SIGTERM trigger, after warning `onStop`, so that a long
+ * command stops through its own error path (rollback, partial output removed, snapshot views
+ * released) instead of dying with work half done.
+ */
+export async function withStopSignals<T>(log: Logger, onStop: string, fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  const handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => {
+    const h = (): void => {
+      log.warn(`${sig} received - ${onStop}`);
+      ac.abort();
+    };
+    process.once(sig, h);
+    return [sig, h] as const;
+  });
+  try {
+    return await fn(ac.signal);
+  } finally {
+    for (const [sig, h] of handlers) process.removeListener(sig, h);
+  }
+}
+
 let jsonErrors = false;
 /** In JSON mode a failure is written as one `{code, message}` object on stderr. */
 export function setJsonErrors(on: boolean): void {
@@ -55,8 +90,11 @@ export function reportError(err: unknown): number {
     return EXIT_CODES[err.code] ?? 1;
   }
   const e = err as NodeJS.ErrnoException;
-  if (e && e.code === 'EPIPE') return 0; // reader went away (`| head`)
-  const msg = e && e.message ? e.message : String(err);
+  let msg = e && e.message ? e.message : String(err);
+  if (e && e.code === 'EPIPE') {
+    if (quietEpipe()) return 0; // reader went away (`| head`)
+    msg = 'standard output was closed by its reader before the archive was complete';
+  }
   if (jsonErrors) process.stderr.write(JSON.stringify({ code: 'VZ_ERR', message: msg }) + '\n');
   else process.stderr.write(`vzdump-zfs: ${msg}\n`);
   if (process.env.VZDUMP_ZFS_DEBUG && e && e.stack) process.stderr.write(e.stack + '\n');

@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerVmaCommands } from './vma';
 import { registerStoreCommands } from './store';
 import { registerDemoCommand } from './demo';
-import { reportError } from './common';
+import { quietEpipe, reportError } from './common';
 
 export function buildProgram(): Command {
   const program = new Command('vzdump-zfs')
@@ -21,10 +21,11 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  // a reader that goes away (`| head`) ends the command quietly instead of with an EPIPE stack trace
+  // a reader that goes away (`| head`) ends the command quietly instead of with an EPIPE stack
+  // trace; where stdout is an archive, the command's own write fails instead and cleans up
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
-    throw err;
+    if (err.code !== 'EPIPE') throw err;
+    if (quietEpipe()) process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
   });
   const program = buildProgram();
   try {

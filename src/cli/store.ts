@@ -17,7 +17,19 @@ import { localParts } from '../util/localtime';
 import { hasTimestampShape, timestampProblem } from '../util/timestamp';
 import { humanBytes } from '../util/format';
 import { notesFirstLine } from '../archive/sidefiles';
-import { Progress, action, formatTable, makeLogger, parseOutputFormat, printJson, setJsonErrors, type Logger, type OutputFormat } from './common';
+import {
+  Progress,
+  action,
+  formatTable,
+  makeLogger,
+  parseOutputFormat,
+  printJson,
+  setJsonErrors,
+  stdoutCarriesData,
+  withStopSignals,
+  type Logger,
+  type OutputFormat,
+} from './common';
 
 interface StoreOpts {
   dataset?: string;
@@ -128,16 +140,7 @@ export function registerStoreCommands(program: Command): void {
       const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       checkIngestInput({ archive, vmid, timestamp: o.time }); // bad input is reported before zfs is asked anything
       const ctx = await openStore(o);
-      const ac = new AbortController();
-      const onSignal = (sig: string) => {
-        ctx.log.warn(`${sig} received - stopping and rolling the guest back`);
-        ac.abort();
-      };
-      const sigint = () => onSignal('SIGINT');
-      const sigterm = () => onSignal('SIGTERM');
-      process.once('SIGINT', sigint);
-      process.once('SIGTERM', sigterm);
-      try {
+      return withStopSignals(ctx.log, 'stopping and rolling the guest back', async (signal) => {
         ctx.log.info(`ingesting '${path.basename(archive)}' into store '${ctx.store.root}'`);
         const progress = new Progress(`ingest '${path.basename(archive)}'`);
         const r = await ingestArchive(ctx.store, {
@@ -145,8 +148,9 @@ export function registerStoreCommands(program: Command): void {
           vmid,
           timestamp: o.time,
           timeZone: ctx.timeZone,
-          signal: ac.signal,
+          signal,
           onProgress: (p) => progress.update(p.clusters, p.totalClusters),
+          onWarning: (m) => ctx.log.warn(m),
         }).finally(() => progress.done());
         const b = r.backup;
         if (r.status === 'already-stored') {
@@ -160,10 +164,7 @@ export function registerStoreCommands(program: Command): void {
             `${s.clustersUnchanged} of ${s.clusters} clusters unchanged by digest, ${s.seconds.toFixed(1)} s\n`,
         );
         return 0;
-      } finally {
-        process.removeListener('SIGINT', sigint);
-        process.removeListener('SIGTERM', sigterm);
-      }
+      });
     }),
   );
 
@@ -181,8 +182,11 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const timestamp = parseTimestamp(ts, vmid);
       const compression: Compression = o.output === '-' ? (o.compress ?? 'none') : compressionFromFileName(o.output);
+      if (o.output === '-') stdoutCarriesData();
       const ctx = await openStore(o);
-      const r = await restoreBackup(ctx.store, { vmid, timestamp, output: o.output, compression, threads: Number(o.threads) || 1 });
+      const r = await withStopSignals(ctx.log, 'stopping and removing the partial output', (signal) =>
+        restoreBackup(ctx.store, { vmid, timestamp, output: o.output, compression, threads: Number(o.threads) || 1, signal }),
+      );
       ctx.log.info(`restored ${vmid}/${timestamp} to '${o.output}': ${humanBytes(r.bytes)} in ${r.seconds.toFixed(1)} s`);
     }),
   );

@@ -26,7 +26,7 @@ import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE as CLUSTER, ZERO_
 import { popcount16 } from '../vma/extent';
 import { imageClusters } from '../restore/image-clusters';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
-import { action, Progress } from './common';
+import { action, Progress, stdoutCarriesData } from './common';
 
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
@@ -355,6 +355,7 @@ async function createCommand(output: string, positional: string[], opts: { confi
   }
 
   const toStdout = output === '-';
+  if (toStdout) stdoutCarriesData();
   let fh: fs.promises.FileHandle | undefined;
   if (!toStdout) {
     try {

@@ -3,8 +3,10 @@
  * snapshot files -> VMA writer -> compressor -> file or stdout.
  *
  * Owns reading a backup's files through the manifest (configs checked against their recorded
- * SHA-256, disks read sequentially in 1 MiB steps) and the output side (a new file created
- * exclusively and removed again on failure, or stdout). Leaves the read-only view of the snapshot
+ * SHA-256, disks read sequentially in 1 MiB steps) and the output side: stdout, or a file that
+ * appears under its name only when complete and synced (written as `FILE.partial-PID` beside it,
+ * like vzdump's own temporary file, then linked into place, never over an existing file), so a
+ * PVE dump directory never lists a cut archive; the partial file goes on any failure or stop. Leaves the read-only view of the snapshot
  * to the store (openSnapshot/release: a clone or .zfs/snapshot, nothing copied), the format to
  * src/vma and compression to src/archive. The archive carries the original uuid and ctime, the
  * same configs, device names, sizes and bytes; output starts at once and memory is bounded.
@@ -14,7 +16,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, IoError } from '../errors';
+import { IntegrityError, IoError, VzError } from '../errors';
 import { compress } from '../archive/compression';
 import type { Compression } from '../archive/names';
 import { writeVma } from '../vma/writer';
@@ -81,10 +83,13 @@ export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compr
 export async function restoreBackup(store: BackupStore, req: RestoreRequest): Promise<RestoreResult> {
   const what = `${req.vmid}/${req.timestamp}`;
   const t0 = process.hrtime.bigint();
+  if (req.output !== '-' && fs.existsSync(req.output)) {
+    throw new IoError(`cannot create '${req.output}': file exists - remove it or choose another name`, req.output);
+  }
   // resolves the backup (NotFoundError) before any output file exists
   const view = await store.openSnapshot(req.vmid, req.timestamp);
   let bytes = 0;
-  let created = false;
+  let partial: string | undefined;
   try {
     const m = readManifest(view.dir, what);
     const source = vmaFromSnapshotDir(view.dir, m, what, req.compression, req);
@@ -98,20 +103,59 @@ export async function restoreBackup(store: BackupStore, req: RestoreRequest): Pr
     if (req.output === '-') {
       sink = process.stdout;
     } else {
+      const tmp = `${req.output}.partial-${process.pid}`;
       try {
-        const fd = fs.openSync(req.output, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o640);
-        created = true;
+        const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o640);
+        partial = tmp;
         sink = fs.createWriteStream('', { fd, highWaterMark: READ_SIZE });
       } catch (e) {
-        throw new IoError(`cannot create '${req.output}': ${(e as Error).message}`, req.output, { cause: e });
+        throw new IoError(`cannot create '${tmp}': ${(e as Error).message}`, tmp, { cause: e });
       }
     }
-    await pipeline(Readable.from(counted(), { objectMode: false }), sink, { end: req.output !== '-', signal: req.signal });
+    try {
+      await pipeline(Readable.from(counted(), { objectMode: false }), sink, { end: req.output !== '-', signal: req.signal });
+    } catch (e) {
+      if (req.signal?.aborted) throw new VzError(`restore of backup ${what} was stopped`, { cause: e });
+      if ((e as NodeJS.ErrnoException).code === 'EPIPE') {
+        throw new IoError(`restore of backup ${what}: the reader of the output closed it before the archive was complete`, req.output, { cause: e });
+      }
+      throw e;
+    }
+    if (partial !== undefined) {
+      publish(partial, req.output);
+      partial = undefined;
+    }
     return { bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9, manifest: m };
-  } catch (e) {
-    if (created) fs.rmSync(req.output, { force: true });
-    throw e;
   } finally {
+    if (partial !== undefined) fs.rmSync(partial, { force: true });
     await view.release();
+  }
+}
+
+/** Syncs the complete `tmp` and gives it the name `output`, which must not exist yet. */
+function publish(tmp: string, output: string): void {
+  const fail = (why: string, cause?: unknown): IoError => new IoError(`cannot create '${output}': ${why}`, output, { cause });
+  const exists = (): IoError => fail('file exists (created while the restore ran) - the archive was not written');
+  try {
+    const fd = fs.openSync(tmp, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    try {
+      fs.linkSync(tmp, output); // atomic, and never replaces a file
+      fs.unlinkSync(tmp);
+      return;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw exists();
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
+    }
+    // a file system without hard links: the same check, not atomic
+    if (fs.existsSync(output)) throw exists();
+    fs.renameSync(tmp, output);
+  } catch (e) {
+    throw e instanceof IoError ? e : fail((e as Error).message, e);
   }
 }

@@ -12,6 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { compress } from '../../src/archive/compression';
 import { EXIT_CODES } from '../../src/errors';
+import { TMP_DATASET } from '../../src/store/store';
 import { writeVma } from '../../src/vma/writer';
 import { createTestPool, describeZfs, type TestPool } from '../helpers/zpool';
 
@@ -190,6 +191,32 @@ describeZfs('store CLI', () => {
     } finally {
       env = saved;
     }
+  });
+
+  it('restore to stdout fails, and cleans up, when the reader closes the pipe early', async () => {
+    // 4 MiB of random disk: far more than a pipe holds
+    const ts = '2026_01_01-05_00_00';
+    const p = path.join(work, `vzdump-qemu-205-${ts}.vma`);
+    const data = randomBytes(64 * 65536);
+    const vma = writeVma(
+      { uuid: randomBytes(16), ctime: 1767225600, configs: [], devices: [{ name: 'drive-scsi0', size: data.length }] },
+      (function* () {
+        for (let c = 0; c < 64; c++) yield { devId: 1, cluster: c, data: data.subarray(c * 65536, (c + 1) * 65536) };
+      })(),
+    );
+    await pipeline(Readable.from(vma), fs.createWriteStream(p));
+    expect(cli(['ingest', p]).status).toBe(0);
+    const r = spawnSync('bash', ['-c', `"$0" "$1" restore 205 ${ts} -o - | head -c 16 >/dev/null; exit \${PIPESTATUS[0]}`, process.execPath, CLI], {
+      env,
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(EXIT_CODES.VZ_ERR_IO);
+    expect(r.stderr).toBe(
+      `vzdump-zfs: restore of backup 205/${ts}: the reader of the output closed it before the archive was complete\n`,
+    );
+    const tmp = `${tp.root}/${TMP_DATASET}`;
+    const clones = spawnSync('zfs', ['list', '-H', '-o', 'name', '-r', tmp], { encoding: 'utf8' });
+    expect(clones.stdout.split('\n').filter((n) => n.startsWith(`${tmp}/`))).toEqual([]);
   });
 
   it('fails with one line and the documented exit code on bad input, leaving backups untouched', async () => {

@@ -16,7 +16,7 @@ import { ingestArchive, ingestTarget } from '../../src/ingest/ingest';
 import { diskImageName } from '../../src/ingest/disk-sync';
 import { restoreBackup } from '../../src/restore/restore';
 import { verifyBackup, verifyBackupDir } from '../../src/restore/verify';
-import { BackupStore } from '../../src/store/store';
+import { BackupStore, TMP_DATASET } from '../../src/store/store';
 import { expandCluster, readVma } from '../../src/vma/reader';
 import { writeVma } from '../../src/vma/writer';
 import type { VmaClusterData } from '../../src/vma/types';
@@ -428,8 +428,40 @@ describeZfs('ingest and restore on a real pool', () => {
     fs.writeFileSync(out, 'keep me');
     await expect(restoreBackup(store, { vmid, timestamp: r.backup.timestamp, output: out, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_IO' });
     expect(fs.readFileSync(out, 'utf8')).toBe('keep me');
+    expect(fs.readdirSync(work).filter((f) => f.includes('.partial-'))).toEqual([]);
     const missing = path.join(work, 'missing.vma');
     await expect(restoreBackup(store, { vmid, timestamp: '2020_01_01-00_00_00', output: missing, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_NOT_FOUND' });
     expect(fs.existsSync(missing)).toBe(false);
+  });
+
+  /** Temporary clones of backups (the zfs-fuse way to read a snapshot) that are still there. */
+  async function clonesLeft(): Promise<string[]> {
+    const tmp = `${tp.root}/${TMP_DATASET}`;
+    if (!(await tp.zfs.exists(tmp))) return [];
+    return (await tp.zfs.list(tmp, { type: 'filesystem', props: [] })).map((r) => r.name).filter((n) => n !== tmp);
+  }
+
+  it('a stopped restore leaves neither the output nor a partial file, and releases the snapshot', async () => {
+    const vmid = 111;
+    const ts = (await store.list(vmid))[0]!.timestamp;
+    const out = path.join(work, 'stopped.vma.zst');
+    const ac = new AbortController();
+    const p = restoreBackup(store, { vmid, timestamp: ts, output: out, compression: 'zst', signal: ac.signal });
+    ac.abort();
+    await expect(p).rejects.toThrow(`restore of backup ${vmid}/${ts} was stopped`);
+    expect(fs.readdirSync(work).filter((f) => f.startsWith('stopped.'))).toEqual([]);
+    expect(await clonesLeft()).toEqual([]);
+  });
+
+  it('restore names the output only when complete, and never over a file that appeared meanwhile', async () => {
+    const vmid = 111;
+    const ts = (await store.list(vmid))[0]!.timestamp;
+    const out = path.join(work, 'raced.vma');
+    const p = restoreBackup(store, { vmid, timestamp: ts, output: out, compression: 'none' });
+    fs.writeFileSync(out, 'written by someone else'); // after the restore checked the name
+    await expect(p).rejects.toThrow(`cannot create '${out}': file exists (created while the restore ran)`);
+    expect(fs.readFileSync(out, 'utf8')).toBe('written by someone else');
+    expect(fs.readdirSync(work).filter((f) => f.startsWith('raced.vma.partial-'))).toEqual([]);
+    expect(await clonesLeft()).toEqual([]);
   });
 });

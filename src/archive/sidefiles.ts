@@ -76,8 +76,12 @@ export async function readSideFiles(archivePath: string): Promise<SideFiles> {
   return res;
 }
 
-/** First line of the notes, as PVE's backup listing shows them. */
+/**
+ * First line of the notes, as PVE's backup listing shows them, for one table cell: a CRLF's `\r`
+ * goes, and tabs and other control characters become spaces (a tab would split a `-H` row).
+ */
 export function notesFirstLine(notes: string): string {
   const i = notes.indexOf('\n');
-  return i < 0 ? notes : notes.slice(0, i);
+  const line = i < 0 ? notes : notes.slice(0, i);
+  return line.replace(/\r$/, '').replace(/[\x00-\x1f\x7f]/g, ' ');
 }

@@ -13,26 +13,28 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArchiveNameError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
+import { ArchiveNameError, ConflictError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
 import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { readArchiveRecords } from './archive-records';
 import { assertSafeName, clusterCount } from '../vma/names';
 import { timestampProblem } from '../util/timestamp';
 import type { VmaHeader } from '../vma/types';
-import type { BackupInfo, BackupStore, GuestWrite } from '../store/store';
+import { fitPropValue, type BackupInfo, type BackupStore, type GuestWrite } from '../store/store';
 import { MANIFEST_FILE, MANIFEST_FORMAT, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
 import { DiskSync, type DiskSyncStats, isDiskImageName } from './disk-sync';
 import { isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
+/** the notes that came with the archive, whole (the editable notes are a snapshot property) */
+export const NOTES_FILE = 'vzdump.notes';
 /**
  * Clusters applied between two turns of the event loop: each turn lets Node read the
  * decompressor's pipe (which holds only ~200 KiB) and finish pool writes, so decompression runs
  * on while this thread hashes (without it the decompressor stalls on a full pipe).
  */
 const YIELD_EVERY = 4;
-const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE]);
+const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE, NOTES_FILE]);
 
 export interface IngestRequest {
   /** path of the archive file */
@@ -45,6 +47,8 @@ export interface IngestRequest {
   signal?: AbortSignal;
   /** called now and then with the clusters applied so far */
   onProgress?: (p: { clusters: number; totalClusters: number }) => void;
+  /** told what was stored differently from how it came (notes too long for a property) */
+  onWarning?: (message: string) => void;
 }
 
 export interface IngestStats {
@@ -159,13 +163,26 @@ function writeIfChanged(p: string, data: Buffer): void {
   fs.writeFileSync(p, data);
 }
 
-async function findExisting(store: BackupStore, vmid: number, timestamp: string): Promise<BackupInfo | undefined> {
+/**
+ * The backup this archive already is, if stored. Another archive stored under the same guest and
+ * time (another compression, a file of another size) is a conflict, not "already stored".
+ */
+async function findExisting(store: BackupStore, vmid: number, timestamp: string, fileName: string, size: number): Promise<BackupInfo | undefined> {
+  let b: BackupInfo;
   try {
-    return await store.get(vmid, timestamp);
+    b = await store.get(vmid, timestamp);
   } catch (e) {
     if (VzError.isVzError(e) && e.code === 'VZ_ERR_NOT_FOUND') return undefined;
     throw e;
   }
+  if (b.archive !== fileName || b.size !== size) {
+    throw new ConflictError(
+      `'${fileName}' (${size} bytes): backup ${vmid}/${timestamp} is already stored from another archive ` +
+        `('${b.archive}', ${b.size} bytes) - forget that backup first to store this one instead`,
+      b.snapshot,
+    );
+  }
+  return b;
 }
 
 /** Removes files of the previous backup that the new one no longer has (configs, disks, log). */
@@ -210,7 +227,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
   const parsedName = target.vzdumpName;
   const ctime = timestampToEpoch(timestamp, req.timeZone);
 
-  const before = await findExisting(store, vmid, timestamp);
+  const before = await findExisting(store, vmid, timestamp, fileName, st.size);
   if (before) return { status: 'already-stored', backup: before };
   await loadClusterDigests();
 
@@ -218,7 +235,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
   const w: GuestWrite = await store.beginWrite(vmid);
   const syncs = new Map<number, DiskSync>();
   try {
-    const raced = await findExisting(store, vmid, timestamp);
+    const raced = await findExisting(store, vmid, timestamp, fileName, st.size);
     if (raced) {
       await w.abort();
       return { status: 'already-stored', backup: raced };
@@ -242,7 +259,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
           totalClusters += clusterCount(d.size);
         }
         // the files the syncs write (also what the manifest records), the configs and our own
-        const keep = new Set<string>([MANIFEST_FILE, LOG_FILE, ...header.configs.map((c) => c.name)]);
+        const keep = new Set<string>([MANIFEST_FILE, LOG_FILE, NOTES_FILE, ...header.configs.map((c) => c.name)]);
         for (const s of syncs.values()) keep.add(path.basename(s.imagePath)).add(path.basename(s.digestPath));
         removeStale(w.dir, keep, previous);
         continue;
@@ -305,6 +322,17 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     const log = side.log;
     if (log !== undefined) writeIfChanged(path.join(w.dir, LOG_FILE), Buffer.from(log, 'utf8'));
     else fs.rmSync(path.join(w.dir, LOG_FILE), { force: true });
+    const notes = side.notes !== undefined ? side.notes.trimEnd() : undefined;
+    if (notes !== undefined) writeIfChanged(path.join(w.dir, NOTES_FILE), Buffer.from(side.notes!, 'utf8'));
+    else fs.rmSync(path.join(w.dir, NOTES_FILE), { force: true });
+    // the property PVE's GUI shows and edits holds what fits; the file keeps the whole text
+    const shown = notes !== undefined ? fitPropValue(notes) : undefined;
+    if (shown?.cut) {
+      req.onWarning?.(
+        `notes of '${fileName}' are too long for a ZFS property: the backup's notes show their first ` +
+          `${Array.from(shown.value).length} of ${Array.from(notes!).length} characters; the whole text is kept in the backup as ${NOTES_FILE}`,
+      );
+    }
 
     stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const manifest: Manifest = {
@@ -323,6 +351,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       configs,
       disks,
       log: log !== undefined ? LOG_FILE : undefined,
+      notes: notes !== undefined ? NOTES_FILE : undefined,
       ingest: {
         tool: 'vzdump-zfs 0.1.0',
         at: Math.floor(Date.now() / 1000),
@@ -336,7 +365,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       archive: fileName,
       ctime,
       size: st.size,
-      notes: side.notes !== undefined ? side.notes.trimEnd() : undefined,
+      notes: shown?.value,
       protected: side.protected,
     });
     stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -57,8 +57,9 @@ export interface Manifest {
   };
   configs: ManifestConfig[];
   disks: ManifestDisk[];
-  /** side files kept with the backup, relative names (`vzdump.log`) */
+  /** side files kept with the backup, relative names (`vzdump.log`, `vzdump.notes`) */
   log?: string;
+  notes?: string;
   ingest: { tool: string; at: number; seconds: number; clustersUnchanged: number; blocksWritten: number };
 }
 

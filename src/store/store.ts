@@ -183,6 +183,23 @@ function propToKey(prop: string): string {
   return prop.slice(PROP_PREFIX.length).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
+/**
+ * `text` cut at a character boundary so that it fits a property value once encoded, and whether it
+ * had to be cut (for text that is also kept whole elsewhere, like an archive's notes file).
+ */
+export function fitPropValue(text: string): { value: string; cut: boolean } {
+  if (encodePropValue(text).length <= MAX_VALUE_BYTES) return { value: text, cut: false };
+  const chars = Array.from(text);
+  let lo = 0;
+  let hi = chars.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (encodePropValue(chars.slice(0, mid).join('')).length <= MAX_VALUE_BYTES) lo = mid;
+    else hi = mid - 1;
+  }
+  return { value: chars.slice(0, lo).join(''), cut: true };
+}
+
 function checkedValue(what: string, v: string): string {
   const enc = encodePropValue(v);
   if (enc.length > MAX_VALUE_BYTES) {

@@ -43,6 +43,8 @@ test('log, UTF-8 notes and protection marker are found and read', async () => {
     protected: true,
   });
   expect(notesFirstLine(s.notes!)).toBe('Größe: web – prod');
+  expect(notesFirstLine('windows\r\nsecond')).toBe('windows');
+  expect(notesFirstLine('a\tb\x1bc\r')).toBe('a b c');
 });
 
 test('a non-vzdump name is rejected', async () => {

@@ -221,6 +221,12 @@ describeZfs('ingest and restore on a real pool', () => {
     const again = await ingestArchive(store, { archive: p, timeZone: 'UTC' });
     expect(again.status).toBe('already-stored');
     expect(await store.list(102)).toHaveLength(1);
+    // another archive of the same guest and time (here: another compression) is not the stored one
+    const other = await writeArchive(work, name(102, 1, 'vma.gz'), day1, 'gz');
+    await expect(ingestArchive(store, { archive: other, timeZone: 'UTC' })).rejects.toThrow(
+      new RegExp(`^'${name(102, 1, 'vma.gz').replace(/\./g, '\\.')}' \\(\\d+ bytes\\): backup 102/2026_01_01-02_00_00 is already stored from another archive \\('${name(102, 1).replace(/\./g, '\\.')}', \\d+ bytes\\) - forget that backup first`),
+    );
+    expect((await store.list(102)).map((b) => b.archive)).toEqual([name(102, 1)]);
   });
 
   it('keeps .log, notes and protection from the side files', async () => {
@@ -234,6 +240,27 @@ describeZfs('ingest and restore on a real pool', () => {
     const view = await store.openSnapshot(103, r.backup.timestamp);
     try {
       expect(fs.readFileSync(path.join(view.dir, 'vzdump.log'), 'utf8')).toContain('Starting Backup of VM 103');
+    } finally {
+      await view.release();
+    }
+  });
+
+  it('stores notes too long for a ZFS property whole as a file, shows what fits, and says so', async () => {
+    const vmid = 116;
+    const p = await writeArchive(work, name(vmid, 1), day1);
+    const notes = `${'Größe € '.repeat(700)}\nlast line`; // 5,600+ characters, ~15,000 bytes encoded
+    fs.writeFileSync(`${p}.notes`, notes);
+    const warnings: string[] = [];
+    const r = await ingestArchive(store, { archive: p, timeZone: 'UTC', onWarning: (m) => warnings.push(m) });
+    expect(r.status).toBe('stored');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(new RegExp(`^notes of '${name(vmid, 1).replace(/\./g, '\\.')}' are too long for a ZFS property: the backup's notes show their first \\d+ of ${Array.from(notes).length} characters`));
+    expect(r.backup.notes.length).toBeGreaterThan(1000);
+    expect(notes.startsWith(r.backup.notes)).toBe(true);
+    const view = await store.openSnapshot(vmid, r.backup.timestamp);
+    try {
+      expect(fs.readFileSync(path.join(view.dir, 'vzdump.notes'), 'utf8')).toBe(notes);
+      expect(JSON.parse(fs.readFileSync(path.join(view.dir, 'vzdump-zfs.json'), 'utf8')).notes).toBe('vzdump.notes');
     } finally {
       await view.release();
     }

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { ConfigError, ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
 import { Zfs } from '../../src/store/zfs';
-import { BackupStore, TMP_DATASET, decodePropValue, encodePropValue } from '../../src/store/store';
+import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
 import { describeZfs, withTestPool } from '../helpers/zpool';
 
 const TS1 = '2025_01_02-03_04_05';
@@ -24,6 +24,20 @@ test('a store dataset that is not a dataset name is a ConfigError naming store.d
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).key).toBe('store.dataset');
     expect((err as Error).message).toContain(`invalid store dataset '${root}'`);
+  }
+});
+
+test('fitPropValue keeps text that fits and cuts longer text at a character boundary to the largest fitting prefix', () => {
+  expect(fitPropValue('short ✓')).toEqual({ value: 'short ✓', cut: false });
+  const exact = 'x'.repeat(MAX_VALUE_BYTES);
+  expect(fitPropValue(exact)).toEqual({ value: exact, cut: false });
+  for (const long of ['x'.repeat(MAX_VALUE_BYTES + 1), '🎉'.repeat(1000), `${'a'.repeat(7999)}ü`]) {
+    const { value, cut } = fitPropValue(long);
+    expect(cut).toBe(true);
+    expect(long.startsWith(value)).toBe(true);
+    expect(encodePropValue(value).length).toBeLessThanOrEqual(MAX_VALUE_BYTES);
+    const next = Array.from(long).slice(0, Array.from(value).length + 1).join('');
+    expect(encodePropValue(next).length).toBeGreaterThan(MAX_VALUE_BYTES);
   }
 });
 

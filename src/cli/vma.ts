@@ -188,6 +188,15 @@ function clusterWrites(t: Target, cluster: number, mask: number, blocks: Buffer,
   flush(src);
 }
 
+/** pwrite until all of `buf` is written: one call may write less (a file system filling up). */
+async function writeFully(fh: fs.promises.FileHandle, buf: Buffer, pos: number): Promise<void> {
+  for (let off = 0; off < buf.length; ) {
+    const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos + off);
+    if (bytesWritten <= 0) throw new Error(`no progress writing ${buf.length - off} bytes`);
+    off += bytesWritten;
+  }
+}
+
 async function extractCommand(archive: string, dir: string, opts: { verbose?: boolean; drives?: string }): Promise<void> {
   const label = labelOf(archive);
   const wanted = opts.drives ? new Set(opts.drives.split(',').filter((s) => s !== '')) : undefined;
@@ -199,7 +208,7 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
   const progress = new Progress(`extract '${label}'`);
 
   const write = (t: Target, buf: Buffer, pos: number) => {
-    const p = t.fh.write(buf, 0, buf.length, pos).then(
+    const p = writeFully(t.fh, buf, pos).then(
       () => undefined,
       (err: NodeJS.ErrnoException) => {
         firstWriteError ??= new IoError(`'${t.tmp}': write at offset ${pos} failed - ${err.message}`, t.tmp, { cause: err });
@@ -269,6 +278,8 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
       if (pending.length > MAX_PENDING_WRITES) await drain(MAX_PENDING_WRITES / 2);
     }
     await drain(0);
+    // on disk before the files get their final names, as vma extract flushes its targets
+    for (const t of opened) await t.fh.sync();
     for (const t of opened) await t.fh.close();
     for (const t of opened) await fs.promises.rename(t.tmp, t.final);
     ok = true;

@@ -3,7 +3,8 @@
  * record per cluster, in archive order (vma-format.md §2-§5, §8).
  *
  * Owns stream framing and every check that needs the device table: known dev_id, cluster number
- * inside the device, no stored block starting at or past the device end, no duplicate cluster,
+ * inside the device, no stored block starting at or past the device end (but a full mask, which
+ * vma-reader.c accepts and clips, as this reader does), no duplicate cluster,
  * and (with `checkComplete`, the default) that every cluster of every device appeared exactly
  * once by EOF, which is stricter than the reference `vma verify`. Header and extent-header
  * checks live in header.ts and extent.ts. Leaves decompression, file I/O and reordering to the
@@ -259,7 +260,8 @@ export async function* readVma(
       const eh = relabel(() => decodeExtentHeader(q.take(EXTENT_HEADER_SIZE), header.uuid, start));
       const at = `extent at offset ${start}`;
       /** `len`: bytes of the cluster's stored blocks in the extent's data */
-      const slots: { state: DeviceState; cluster: number; mask: number; len: number }[] = [];
+      /** len: the data the slot has in the extent; keepLen: the part of it that is yielded */
+      const slots: { state: DeviceState; cluster: number; mask: number; len: number; keepLen: number }[] = [];
       for (let i = 0; i < eh.entries.length; i++) {
         const e = eh.entries[i];
         if (e.devId === 0) continue;
@@ -274,7 +276,12 @@ export async function* readVma(
           );
         }
         const allowed = allowedMask(state.dev.size, e.cluster);
-        if ((e.mask & ~allowed) !== 0) {
+        // a full mask on a device's partial last cluster is whole-cluster data: PVE's writer
+        // stored it so before June 2020 (pve-qemu "Fix backup for not 64k-aligned storages"),
+        // and vma-reader.c clips it at the device end. Its blocks past the end are read, then
+        // dropped: the record's mask and blocks hold only those before the end.
+        const keep = e.mask === FULL_MASK ? allowed : e.mask;
+        if ((keep & ~allowed) !== 0) {
           fail(
             `${at}: slot ${i}: mask 0x${e.mask.toString(16)} of cluster ${e.cluster} of device '${name}' stores blocks past the device end`,
             start,
@@ -284,7 +291,7 @@ export async function* readVma(
         if (!state.seen.add(e.cluster)) {
           fail(`${at}: slot ${i}: duplicated cluster ${e.cluster} of device '${name}'`, start, 'cluster_num');
         }
-        slots.push({ state, cluster: e.cluster, mask: e.mask, len: popcount16(e.mask) * BLOCK_SIZE });
+        slots.push({ state, cluster: e.cluster, mask: keep, len: popcount16(e.mask) * BLOCK_SIZE, keepLen: popcount16(keep) * BLOCK_SIZE });
       }
       // ---- the extent's data: cut it into the clusters' blocks while the input produces it ----
       // A cluster lying inside one input chunk becomes a view of that chunk (no copy); one that
@@ -336,7 +343,8 @@ export async function* readVma(
       pos = start + extentByteSize(eh.blockCount);
       for (let i = 0; i < slots.length; i++) {
         const s = slots[i];
-        yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks: blocks[i] };
+        const data = blocks[i]!;
+        yield { type: 'cluster', devId: s.state.dev.id, cluster: s.cluster, mask: s.mask, blocks: s.keepLen < s.len ? data.subarray(0, s.keepLen) : data };
       }
     }
 

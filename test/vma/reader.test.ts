@@ -261,7 +261,7 @@ describe('extent errors', () => {
     ['cluster beyond the device', [[bi(3, 2, 0)]], 'cluster_num', /cluster 2 beyond the end of device 'drive-virtio1' \(2 clusters\)/],
     ['cluster 2^32-1', [[bi(1, 2 ** 32 - 1, 0)]], 'cluster_num', /beyond the end/],
     ['a block starting past the device end', [[bi(1, 3, 0x0040)]], 'mask', /mask 0x40 of cluster 3 of device 'drive-scsi0' stores blocks past the device end/],
-    ['mask 0xffff on a short last cluster', [[bi(1, 3, 0xffff)]], 'mask', /past the device end/],
+    ['mask 0xfffe on a short last cluster', [[bi(1, 3, 0xfffe)]], 'mask', /mask 0xfffe of cluster 3 .* stores blocks past the device end/],
     ['a duplicate inside one extent', [[bi(1, 0, 1), bi(1, 0, 0)]], 'cluster_num', /slot 1: duplicated cluster 0 of device 'drive-scsi0'/],
     ['a duplicate across extents', [[bi(1, 1, 0)], [bi(3, 0, 0), bi(1, 1, 0)]], 'cluster_num', /duplicated cluster 1 of device 'drive-scsi0'/],
   ];
@@ -270,6 +270,20 @@ describe('extent errors', () => {
     const e = await readError(archive);
     expect(e.field).toBe(field);
     expect(e.message).toMatch(message);
+  });
+
+  test('mask 0xffff on a short last cluster (PVE before June 2020) is read as vma-reader.c does: clipped at the device end', async () => {
+    const whole = Buffer.alloc(CL, 0xee); // blocks 6..15 lie past the end of drive-scsi0
+    for (let j = 0; j < 6; j++) whole.fill(j + 1, j * BL, (j + 1) * BL);
+    const entries = allClusters((d, c) => (d === 1 && c === 3 ? 0xffff : 0));
+    const archive = craftArchive(devs, [{ entries, data: whole }]);
+    const r = await readAll(feed(archive, 'whole'));
+    const last = r.clusters.find((c) => c.devId === 1 && c.cluster === 3)!;
+    expect(last.mask).toBe(0x003f);
+    expect(Buffer.from(last.blocks)).toEqual(whole.subarray(0, 6 * BL));
+    const image = rebuildImages(r).get(1)!;
+    expect(image.length).toBe(devs.devices[0]!.size);
+    expect(image.subarray(3 * CL)).toEqual(whole.subarray(0, 5 * BL + 100));
   });
 
   test('block_count not matching the masks, with a valid MD5', async () => {

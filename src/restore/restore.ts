@@ -121,10 +121,8 @@ export async function restoreBackup(store: BackupStore, req: RestoreRequest): Pr
       }
       throw e;
     }
-    if (partial !== undefined) {
-      publish(partial, req.output);
-      partial = undefined;
-    }
+    // the partial name itself goes in `finally` (after a link it is a second name of the archive)
+    if (partial !== undefined) publish(partial, req.output);
     return { bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9, manifest: m };
   } finally {
     if (partial !== undefined) fs.rmSync(partial, { force: true });
@@ -132,7 +130,7 @@ export async function restoreBackup(store: BackupStore, req: RestoreRequest): Pr
   }
 }
 
-/** Syncs the complete `tmp` and gives it the name `output`, which must not exist yet. */
+/** Syncs the complete `tmp` and gives it the name `output`, which must not exist yet; `tmp` may remain as a second name. */
 function publish(tmp: string, output: string): void {
   const fail = (why: string, cause?: unknown): IoError => new IoError(`cannot create '${output}': ${why}`, output, { cause });
   const exists = (): IoError => fail('file exists (created while the restore ran) - the archive was not written');
@@ -145,7 +143,6 @@ function publish(tmp: string, output: string): void {
     }
     try {
       fs.linkSync(tmp, output); // atomic, and never replaces a file
-      fs.unlinkSync(tmp);
       return;
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;

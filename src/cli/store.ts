@@ -347,7 +347,7 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const timestamp = parseTimestamp(ts, vmid);
       const ctx = await openStore(o);
-      const r = await verifyBackup(ctx.store, vmid, timestamp);
+      const r = await withStopSignals(ctx.log, 'stopping', (signal) => verifyBackup(ctx.store, vmid, timestamp, { signal }));
       process.stdout.write(`backup ${vmid}/${timestamp} is intact: ${r.disks} disks, ${r.clusters} clusters, ${r.configs} configs checked\n`);
     }),
   );

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { IntegrityError } from '../errors';
+import { IntegrityError, VzError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
 import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, hashCluster, loadClusterDigests } from '../store/cluster-digest';
@@ -28,7 +28,14 @@ export interface VerifyResult {
   configs: number;
 }
 
-async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, size: number, digestOfDigests: string): Promise<number> {
+async function verifyDisk(
+  image: string,
+  digests: string,
+  alg: DigestAlgorithm,
+  size: number,
+  digestOfDigests: string,
+  signal: AbortSignal | undefined,
+): Promise<number> {
   const clusters = clusterCount(size);
   const sums = await fs.promises.open(digests, 'r');
   try {
@@ -38,7 +45,7 @@ async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, 
     const sumBuf = Buffer.alloc(SUMS_BATCH * DIGEST);
     let batchStart = -SUMS_BATCH;
     // the image is read by the same read-ahead reader restore uses; clusters arrive in order
-    for await (const c of imageClusters([{ path: image, size }], { sizeCheck: 'exact' })) {
+    for await (const c of imageClusters([{ path: image, size }], { sizeCheck: 'exact', signal })) {
       if (c.cluster >= batchStart + SUMS_BATCH) {
         batchStart = c.cluster;
         const n = Math.min(SUMS_BATCH, clusters - batchStart) * DIGEST;
@@ -59,22 +66,25 @@ async function verifyDisk(image: string, digests: string, alg: DigestAlgorithm, 
   }
 }
 
-/** Checks the files of one backup in `dir` (a snapshot view) against its manifest. */
-export async function verifyBackupDir(dir: string, what: string): Promise<VerifyResult> {
+/** Checks the files of one backup in `dir` (a snapshot view) against its manifest; `signal` stops it. */
+export async function verifyBackupDir(dir: string, what: string, signal?: AbortSignal): Promise<VerifyResult> {
   const m = readManifest(dir, what);
   await loadClusterDigests();
   readConfigs(dir, m, what);
   let clusters = 0;
   for (const d of m.disks) {
-    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), d.digestAlgorithm, d.size, d.digestOfDigests);
+    clusters += await verifyDisk(path.join(dir, d.image), path.join(dir, d.digests), d.digestAlgorithm, d.size, d.digestOfDigests, signal);
   }
   return { disks: m.disks.length, clusters, configs: m.configs.length };
 }
 
-export async function verifyBackup(store: BackupStore, vmid: number, timestamp: string): Promise<VerifyResult> {
+export async function verifyBackup(store: BackupStore, vmid: number, timestamp: string, opts: { signal?: AbortSignal } = {}): Promise<VerifyResult> {
   const view = await store.openSnapshot(vmid, timestamp);
   try {
-    return await verifyBackupDir(view.dir, `${vmid}/${timestamp}`);
+    return await verifyBackupDir(view.dir, `${vmid}/${timestamp}`, opts.signal);
+  } catch (e) {
+    if (opts.signal?.aborted) throw new VzError(`verify of backup ${vmid}/${timestamp} was stopped`, { cause: e });
+    throw e;
   } finally {
     await view.release();
   }

@@ -480,6 +480,16 @@ describeZfs('ingest and restore on a real pool', () => {
     expect(await clonesLeft()).toEqual([]);
   });
 
+  it('a stopped verify fails as stopped and releases the snapshot', async () => {
+    const vmid = 111;
+    const ts = (await store.list(vmid))[0]!.timestamp;
+    const ac = new AbortController();
+    ac.abort();
+    await expect(verifyBackup(store, vmid, ts, { signal: ac.signal })).rejects.toThrow(`verify of backup ${vmid}/${ts} was stopped`);
+    expect(await clonesLeft()).toEqual([]);
+    await expect(verifyBackup(store, vmid, ts)).resolves.toMatchObject({ disks: 2 });
+  });
+
   it('restore names the output only when complete, and never over a file that appeared meanwhile', async () => {
     const vmid = 111;
     const ts = (await store.list(vmid))[0]!.timestamp;

@@ -302,14 +302,14 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
     }
     return m;
   };
-  await measure('vma extract .vma (to a dir, same disk)', vmaBytes, extractVma, { floor: catVma, cli: true });
+  await measure('vma extract .vma (to a dir, same disk, fsync)', vmaBytes, extractVma, { floor: catVma, cli: true });
   const zstdDc = await measure('floor: zstd -dc .vma.zst | cat > /dev/null', vmaBytes, () => measurePipeline(['zstd', '-q', '-d', '-c', zst], ['cat']));
   await measure('vma verify .vma.zst (read, no writes)', vmaBytes, () => measureCommand(cli('verify', zst)), { floor: zstdDc, reader: { kind: 'zst', startup: startZst }, cli: true });
   const extractZst = () => {
     fresh(xdir);
     return measureCommand(cli('extract', zst, xdir));
   };
-  await measure('vma extract .vma.zst (to a dir, same disk)', vmaBytes, extractZst, { floor: zstdDc, cli: true });
+  await measure('vma extract .vma.zst (to a dir, same disk, fsync)', vmaBytes, extractZst, { floor: zstdDc, cli: true });
   fresh(xdir);
   const measured = `measured in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${loadLine()} at the end`;
   log(measured);
@@ -369,7 +369,7 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
       'vma runs are `node bin/vzdump-zfs vma ...` child processes (node start-up included: see the verify tiny rows); peak RSS is GNU time %M (largest single process, e.g. node, not node+zstd).',
       '"excl. start-up" = the same ratio with the wall time of the matching "verify tiny" row (node start, module load, header, decompressor start, one cluster) taken off the reader\'s time: its streaming rate.',
       'ref: zstd of the .vma stream itself, the real lower bound of create .vma.zst (GB/s counted in image bytes, like the create rows).',
-      'create rows fsync their output file; the image is sparse (zero clusters are holes); the first .vma extract was compared with the images by cmp: identical.',
+      'create and extract rows fsync their output files; the image is sparse (zero clusters are holes); the first .vma extract was compared with the images by cmp: identical.',
       `${measured} (the bench itself keeps 1-2 processes busy; a higher load means other work competed).`,
       ...verdicts.map((v) => `target: ${v}`),
     ],

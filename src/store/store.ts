@@ -13,7 +13,8 @@
  * (absent when empty), `protected` ('1', absent when off), and one `vzdump-zfs:<key>` per extra
  * BackupProps key (camelCase keys become kebab-case: `diskSizes` -> `disk-sizes`; objects are
  * stored as JSON, other values as String()). On a guest dataset: `vzdump-zfs:dirty` =
- * `<pid>@<hostname> since <epoch seconds>` while a write is in flight. Temporary clones carry
+ * `<pid>@<hostname> since <epoch seconds>` while a write is in flight, and `vzdump-zfs:committed` =
+ * the zfs `creation` (epoch seconds) of the last backup a write committed. Temporary clones carry
  * `vzdump-zfs:owner`.
  *
  * Value encoding: every value is stored percent-encoded (UTF-8 bytes below 0x20, 0x7f, above
@@ -24,8 +25,9 @@
  *
  * Guarantees: list() returns only complete backups (the snapshot exists with its `format` and
  * `archive` properties, which are set atomically with it); a write that dies leaves the dataset
- * marked dirty, and the next beginWrite() of that guest rolls it back to its last backup (or
- * destroys it if it has none) before writing, whatever snapshots other tools took meanwhile; one
+ * marked dirty, and the next beginWrite() of that guest rolls it back to its last consistent state
+ * (see undoWrite; destroys it if there is none) before writing, whatever snapshots other tools took
+ * meanwhile; one
  * write per guest at a time across processes (lock file per guest in lockDir); committed
  * snapshots are never destroyed except by forget(), which refuses protected ones and ones an open
  * SnapshotView shows. forget() of a guest's last backup keeps the guest dataset: its files are the
@@ -65,9 +67,10 @@ const P = {
   notes: `${PROP_PREFIX}notes`,
   protected: `${PROP_PREFIX}protected`,
   dirty: `${PROP_PREFIX}dirty`,
+  committed: `${PROP_PREFIX}committed`,
   owner: `${PROP_PREFIX}owner`,
 } as const;
-const RESERVED_KEYS = new Set(['format', 'archive', 'ctime', 'size', 'notes', 'protected', 'dirty', 'owner']);
+const RESERVED_KEYS = new Set(['format', 'archive', 'ctime', 'size', 'notes', 'protected', 'dirty', 'committed', 'owner']);
 
 const VMID_RE = /^[1-9]\d{0,9}$/;
 /**
@@ -123,7 +126,7 @@ export interface GuestWrite {
   created: boolean;
   /** Snapshots with all properties, clears the dirty mark, releases the lock. */
   commit(timestamp: string, props: BackupProps): Promise<BackupInfo>;
-  /** Puts the dataset back to its last backup (see BackupStore.undoWrite), or destroys it if there is none; idempotent. */
+  /** Puts the dataset back to its last consistent state (see BackupStore.undoWrite), or destroys it if there is none; idempotent. */
   abort(): Promise<void>;
 }
 
@@ -415,16 +418,20 @@ export class BackupStore {
    * Undoes a write to `ds` that began at `since` (epoch seconds) and clears its dirty mark: rolls
    * back to the newest snapshot holding a consistent state, destroying every later one, or destroys
    * the dataset when there is none. Consistent are committed backups, and snapshots of other tools
-   * (zfs-auto-snapshot, sanoid) taken before the write began. A tool's snapshot taken during the
-   * write holds half-written files and a backup snapshot without its properties was never
-   * committed: both go. Without a consistent state to go back to (a first write, or every backup of
-   * the guest forgotten) the live files are of no known backup and the digests no longer describe
-   * them, so the dataset goes too; the next write starts from scratch. Returns whether `ds` exists.
+   * (zfs-auto-snapshot, sanoid) taken after the last commit and before this write began: no write
+   * ran then. Another tool's snapshot taken during any write holds half-written files, and a backup
+   * snapshot without its properties was never committed: they go. Without a consistent state to go
+   * back to (a first write, or every backup of the guest forgotten) the live files are of no known
+   * backup and the digests no longer describe them, so the dataset goes too; the next write starts
+   * from scratch. Returns whether `ds` exists.
    */
   async undoWrite(ds: string, since: number): Promise<boolean> {
     const snaps = await this.snapshotsOf(ds);
+    // without the record (a dataset from before it was kept), no other tool's snapshot counts
+    const committed = toNumber((await this.zfs.get(ds, [P.committed]))[P.committed]);
     const isBackup = (s: { name: string }): boolean => s.name.slice(ds.length + 1).startsWith(SNAPSHOT_PREFIX);
-    const target = [...snaps].reverse().find((s) => (isBackup(s) ? s.complete : s.created < since));
+    const quiet = (created: number): boolean => created > committed && created < since; // NaN: never
+    const target = [...snaps].reverse().find((s) => (isBackup(s) ? s.complete : quiet(s.created)));
     if (!target) {
       await this.zfs.destroy(ds, { recursive: true });
       return false;
@@ -633,7 +640,9 @@ class Write implements GuestWrite {
       throw new ConflictError(`backup '${this.vmid}/${timestamp}' already exists ('${snap}')`, snap);
     }
     const backup = await this.store.snapshotWithProps(snap, encoded);
-    // committed: from here on the snapshot is a backup; clearing the mark only ends the write
+    // committed: from here on the snapshot is a backup; the rest only ends the write. Other tools'
+    // snapshots from after this one and before the next write are consistent states (undoWrite).
+    await this.store.zfs.set(this.dataset, { [P.committed]: String(backup.created) });
     await this.store.zfs.inherit(this.dataset, P.dirty);
     this.finished = true;
     await this.lock.release();

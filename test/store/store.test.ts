@@ -196,10 +196,11 @@ describeZfs('BackupStore', () => {
   /** Waits for the next whole second: zfs `creation` has a resolution of one second. */
   const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 50));
 
-  test('abort goes back to the last backup past snapshots other tools took during the write, keeping earlier ones', async () => {
+  test('abort drops snapshots other tools took during the write, and goes back to one they took between writes', async () => {
     const w1 = await store.beginWrite(110);
     await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
     await w1.commit(TS1, props('a.vma'));
+    await nextSecond();
     await tp().zfs.snapshot(`${store.guestDataset(110)}@autosnap-before`); // e.g. zfs-auto-snapshot, sanoid
     await nextSecond();
     const w = await store.beginWrite(110);
@@ -229,6 +230,27 @@ describeZfs('BackupStore', () => {
     const w2 = await store.beginWrite(111);
     expect(w2.created).toBe(true);
     await w2.abort();
+  });
+
+  test('a snapshot another tool took during an earlier write is no state to go back to, even once that backup is forgotten', async () => {
+    const w1 = await store.beginWrite(113);
+    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    await w1.commit(TS1, props('a.vma'));
+    await nextSecond();
+    const w2 = await store.beginWrite(113);
+    await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 2));
+    await tp().zfs.snapshot(`${w2.dataset}@autosnap-mid`); // half of day 2 written
+    await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 3));
+    await nextSecond();
+    await w2.commit(TS2, props('b.vma'));
+    await store.forget(113, TS2);
+    await nextSecond();
+    const w3 = await store.beginWrite(113);
+    await writeFile(join(w3.dir, 'disk.raw'), Buffer.alloc(65536, 4));
+    await w3.abort();
+    expect(await snapNames(113)).toEqual([`vzdump-${TS1}`]);
+    expect(await readFile(join(w3.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
+    await tp().zfs.destroy(w3.dataset, { recursive: true }); // later tests count the guests
   });
 
   test('a write whose commit snapshot was taken is never undone past it', async () => {

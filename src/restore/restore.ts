@@ -5,8 +5,9 @@
  * Owns reading a backup's files through the manifest (configs checked against their recorded
  * SHA-256, disks read sequentially in 1 MiB steps) and the output side: stdout, or a file that
  * appears under its name only when complete and synced (written as `FILE.partial-PID` beside it,
- * like vzdump's own temporary file, then linked into place, never over an existing file), so a
- * PVE dump directory never lists a cut archive; the partial file goes on any failure or stop. Leaves the read-only view of the snapshot
+ * as vzdump writes to a temporary name first, then linked into place, never over an existing
+ * file), so a PVE dump directory never lists a cut archive; the partial file goes on any failure
+ * or stop. Leaves the read-only view of the snapshot
  * to the store (openSnapshot/release: a clone or .zfs/snapshot, nothing copied), the format to
  * src/vma and compression to src/archive. The archive carries the original uuid and ctime, the
  * same configs, device names, sizes and bytes; output starts at once and memory is bounded.
@@ -16,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { IntegrityError, IoError, VzError } from '../errors';
+import { ConflictError, IntegrityError, IoError, VzError } from '../errors';
 import { compress } from '../archive/compression';
 import type { Compression } from '../archive/names';
 import { writeVma } from '../vma/writer';
@@ -83,8 +84,9 @@ export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compr
 export async function restoreBackup(store: BackupStore, req: RestoreRequest): Promise<RestoreResult> {
   const what = `${req.vmid}/${req.timestamp}`;
   const t0 = process.hrtime.bigint();
-  if (req.output !== '-' && fs.existsSync(req.output)) {
-    throw new IoError(`cannot create '${req.output}': file exists - remove it or choose another name`, req.output);
+  // lstat: a dangling symlink is an existing name too
+  if (req.output !== '-' && fs.lstatSync(req.output, { throwIfNoEntry: false }) !== undefined) {
+    throw new ConflictError(`cannot create '${req.output}': file exists - remove it or choose another name`, req.output);
   }
   // resolves the backup (NotFoundError) before any output file exists
   const view = await store.openSnapshot(req.vmid, req.timestamp);
@@ -125,15 +127,21 @@ export async function restoreBackup(store: BackupStore, req: RestoreRequest): Pr
     if (partial !== undefined) publish(partial, req.output);
     return { bytes, seconds: Number(process.hrtime.bigint() - t0) / 1e9, manifest: m };
   } finally {
-    if (partial !== undefined) fs.rmSync(partial, { force: true });
-    await view.release();
+    try {
+      if (partial !== undefined) fs.rmSync(partial, { force: true });
+    } catch {
+      // best effort: a leftover FILE.partial-PID is no archive name PVE lists
+    } finally {
+      await view.release();
+    }
   }
 }
 
 /** Syncs the complete `tmp` and gives it the name `output`, which must not exist yet; `tmp` may remain as a second name. */
 function publish(tmp: string, output: string): void {
   const fail = (why: string, cause?: unknown): IoError => new IoError(`cannot create '${output}': ${why}`, output, { cause });
-  const exists = (): IoError => fail('file exists (created while the restore ran) - the archive was not written');
+  const exists = (): ConflictError =>
+    new ConflictError(`cannot create '${output}': file exists (created while the restore ran) - the archive was not written`, output);
   try {
     const fd = fs.openSync(tmp, 'r');
     try {
@@ -150,9 +158,9 @@ function publish(tmp: string, output: string): void {
       if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw e;
     }
     // a file system without hard links: the same check, not atomic
-    if (fs.existsSync(output)) throw exists();
+    if (fs.lstatSync(output, { throwIfNoEntry: false }) !== undefined) throw exists();
     fs.renameSync(tmp, output);
   } catch (e) {
-    throw e instanceof IoError ? e : fail((e as Error).message, e);
+    throw e instanceof VzError ? e : fail((e as Error).message, e);
   }
 }

@@ -453,7 +453,11 @@ describeZfs('ingest and restore on a real pool', () => {
     const r = await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1), day1), timeZone: 'UTC' });
     const out = path.join(work, 'exists.vma');
     fs.writeFileSync(out, 'keep me');
-    await expect(restoreBackup(store, { vmid, timestamp: r.backup.timestamp, output: out, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_IO' });
+    await expect(restoreBackup(store, { vmid, timestamp: r.backup.timestamp, output: out, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_CONFLICT' });
+    const dangling = path.join(work, 'dangling.vma');
+    fs.symlinkSync(path.join(work, 'nowhere'), dangling);
+    await expect(restoreBackup(store, { vmid, timestamp: r.backup.timestamp, output: dangling, compression: 'none' })).rejects.toMatchObject({ code: 'VZ_ERR_CONFLICT' });
+    expect(fs.existsSync(path.join(work, 'nowhere'))).toBe(false);
     expect(fs.readFileSync(out, 'utf8')).toBe('keep me');
     expect(fs.readdirSync(work).filter((f) => f.includes('.partial-'))).toEqual([]);
     const missing = path.join(work, 'missing.vma');

@@ -123,17 +123,21 @@ export function timestampToEpoch(ts: string, timeZone?: string): number {
 
 /**
  * How PVE dates and groups a backup (archive_info): a standard vzdump name carries its time, read
- * as wall time in the node's zone whenever it is asked; any other name (a renamed archive) is not
- * standard, keeps the time it was stored with, and prune leaves it alone.
+ * as wall time in the node's zone whenever it is asked. Any other name (a renamed archive), or a
+ * standard one stored under another guest or time (`--vmid`/`--time`), is not standard: it keeps
+ * the time it was stored with, and prune leaves it alone.
  */
-export function catalogTime(fileName: string, storedCtime: number, timeZone?: string): { ctime: number; standard: boolean } {
+export function catalogTime(
+  b: { archive: string; vmid: number; timestamp: string; ctime: number },
+  timeZone?: string,
+): { ctime: number; standard: boolean } {
   let a: ArchiveName | undefined;
   try {
-    a = parseArchiveName(fileName);
+    a = parseArchiveName(b.archive);
   } catch {
     a = undefined;
   }
-  if (!a?.standard || a.timestamp === undefined) return { ctime: storedCtime, standard: false };
+  if (!a?.standard || a.vmid !== b.vmid || a.timestamp !== b.timestamp) return { ctime: b.ctime, standard: false };
   return { ctime: timestampToEpoch(a.timestamp, timeZone), standard: true };
 }
 

@@ -99,6 +99,11 @@ function formatTime(epoch: number, tz?: string): string {
   return `${p.year}-${two(p.month)}-${two(p.day)} ${two(p.hour)}:${two(p.minute)}:${two(p.second)}`;
 }
 
+/** The backups as PVE sees them: ctime from a standard name in the node's zone; `standard` false for renamed ones. */
+async function catalogList(ctx: Context, vmid: number | undefined): Promise<Array<BackupInfo & { standard: boolean }>> {
+  return (await ctx.store.list(vmid)).map((b) => ({ ...b, ...catalogTime(b, ctx.timeZone) }));
+}
+
 function backupJson(b: BackupInfo) {
   return {
     archive: b.archive,
@@ -205,8 +210,7 @@ export function registerStoreCommands(program: Command): void {
       setJsonErrors(format !== 'text');
       const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       const ctx = await openStore(o);
-      // times as PVE shows them: a standard name's time in the node's zone
-      const list = (await ctx.store.list(vmid)).map((b) => ({ ...b, ctime: catalogTime(b.archive, b.ctime, ctx.timeZone).ctime }));
+      const list = await catalogList(ctx, vmid);
       list.sort((a, b) => a.vmid - b.vmid || a.ctime - b.ctime);
       if (format !== 'text') {
         printJson(list.map(backupJson), format);
@@ -294,8 +298,7 @@ export function registerStoreCommands(program: Command): void {
       const keep = keepFromOptions(o);
       const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
       const ctx = await openStore(o);
-      // PVE's view: ctime from a standard name in the node's zone; renamed archives are never pruned
-      const list = (await ctx.store.list(vmid)).map((b) => ({ ...b, ...catalogTime(b.archive, b.ctime, ctx.timeZone) }));
+      const list = await catalogList(ctx, vmid);
       const byId = new Map(list.map((b) => [`${b.vmid}/${b.timestamp}`, b]));
       const marks: PruneResult[] = pruneMark(
         list.map((b) => ({ id: `${b.vmid}/${b.timestamp}`, vmid: b.vmid, type: 'qemu' as const, ctime: b.ctime, protected: b.protected, standardName: b.standard })),

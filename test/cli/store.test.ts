@@ -139,15 +139,19 @@ describeZfs('store CLI', () => {
     fs.renameSync(await archive(206, '2026_01_01-02_00_00', 1), renamed);
     expect(cli(['ingest', renamed, '--vmid', '206', '--time', '2026_01_01-02_00_00']).status).toBe(0);
     for (const ts of ['2026_01_02-02_00_00', '2026_01_03-02_00_00']) expect(cli(['ingest', await archive(206, ts, 2)]).status).toBe(0);
+    // a standard name stored under another time is no longer what its name says: renamed too
+    const moved = await archive(206, '2026_01_01-03_00_00', 3);
+    expect(cli(['ingest', moved, '--time', '2026_01_01-04_00_00']).status).toBe(0);
     const r = cli(['prune', '--vmid', '206', '--keep-last', '1', '--output-format', 'json']);
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.out).map((e: { archive: string; mark: string }) => [e.archive, e.mark])).toEqual([
-      ['vzdump-qemu-206-2026_01_03-02_00_00.vma.zst', 'keep'],
-      ['vzdump-qemu-206-2026_01_02-02_00_00.vma.zst', 'remove'],
-      ['before-upgrade.vma.zst', 'renamed'],
-    ]);
+    expect(Object.fromEntries(JSON.parse(r.out).map((e: { archive: string; mark: string }) => [e.archive, e.mark]))).toEqual({
+      'vzdump-qemu-206-2026_01_03-02_00_00.vma.zst': 'keep',
+      'vzdump-qemu-206-2026_01_02-02_00_00.vma.zst': 'remove',
+      'vzdump-qemu-206-2026_01_01-03_00_00.vma.zst': 'renamed',
+      'before-upgrade.vma.zst': 'renamed',
+    });
     const left = JSON.parse(cli(['list', '--vmid', '206', '--output-format', 'json']).out).map((b: { archive: string }) => b.archive);
-    expect(left).toEqual(['before-upgrade.vma.zst', 'vzdump-qemu-206-2026_01_03-02_00_00.vma.zst']);
+    expect(left).toEqual(['before-upgrade.vma.zst', 'vzdump-qemu-206-2026_01_01-03_00_00.vma.zst', 'vzdump-qemu-206-2026_01_03-02_00_00.vma.zst']);
   });
 
   it("dates a backup by its name in the node's zone, as PVE does, whatever zone it was ingested in", () => {

@@ -3,7 +3,7 @@
  * (errors.ts EXIT_CODES), the `--output-format` option, and stderr logging levels.
  * Commands live in their own files and only wire layers together.
  */
-import { EXIT_CODES, VzError } from '../errors';
+import { EXIT_CODES, IoError, VzError } from '../errors';
 import { formatTable as layoutTable } from '../util/table';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
@@ -90,10 +90,10 @@ export function reportError(err: unknown): number {
     return EXIT_CODES[err.code] ?? 1;
   }
   const e = err as NodeJS.ErrnoException;
-  let msg = e && e.message ? e.message : String(err);
+  const msg = e && e.message ? e.message : String(err);
   if (e && e.code === 'EPIPE') {
     if (quietEpipe()) return 0; // reader went away (`| head`)
-    msg = 'standard output was closed by its reader before the archive was complete';
+    return reportError(new IoError('standard output was closed by its reader before the archive was complete', '-', { cause: err }));
   }
   if (jsonErrors) process.stderr.write(JSON.stringify({ code: 'VZ_ERR', message: msg }) + '\n');
   else process.stderr.write(`vzdump-zfs: ${msg}\n`);

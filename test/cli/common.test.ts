@@ -1,5 +1,6 @@
 /** src/cli/common.ts: stopping on SIGINT/SIGTERM through the command's own error path, and EPIPE on stdout. */
 import { reportError, stdoutCarriesData, withStopSignals, type Logger } from '../../src/cli/common';
+import { EXIT_CODES } from '../../src/errors';
 
 function quietLogger(): Logger & { warnings: string[] } {
   const warnings: string[] = [];
@@ -48,7 +49,7 @@ test('EPIPE on stdout is a quiet end for listings, and a one-line failure once s
     expect(reportError(epipe)).toBe(0);
     expect(written).toEqual([]);
     stdoutCarriesData();
-    expect(reportError(epipe)).toBe(1);
+    expect(reportError(epipe)).toBe(EXIT_CODES.VZ_ERR_IO);
     expect(written).toEqual(['vzdump-zfs: standard output was closed by its reader before the archive was complete\n']);
   } finally {
     spy.mockRestore();

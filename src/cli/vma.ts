@@ -19,14 +19,14 @@ import * as path from 'node:path';
 import { compress, openArchive } from '../archive/compression';
 import { readArchiveRecords } from '../ingest/archive-records';
 import { compressionFromFileName } from '../archive/names';
-import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError } from '../errors';
+import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError, VzError } from '../errors';
 import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
 import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
 import { popcount16 } from '../vma/extent';
 import { imageClusters } from '../restore/image-clusters';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
-import { action, Progress, stdoutCarriesData } from './common';
+import { action, makeLogger, Progress, stdoutCarriesData, withStopSignals } from './common';
 
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
@@ -331,7 +331,12 @@ function randomUuid(): Buffer {
   return Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex');
 }
 
-async function createCommand(output: string, positional: string[], opts: { config: string[]; device: string[]; verbose?: boolean; threads?: string }): Promise<void> {
+async function createCommand(
+  output: string,
+  positional: string[],
+  opts: { config: string[]; device: string[]; verbose?: boolean; threads?: string },
+  signal?: AbortSignal,
+): Promise<void> {
   if (positional.length > 0 && opts.device.length > 0) {
     throw new UsageError(`unexpected extra argument '${positional[0]}' - specify all devices via '-d'`);
   }
@@ -405,10 +410,12 @@ async function createCommand(output: string, positional: string[], opts: { confi
       { uuid: randomUuid(), ctime: Math.floor(Date.now() / 1000), configs, devices: disks.map((d) => ({ name: d.name, size: d.size })) },
       counted(),
     );
-    for await (const chunk of compress(vma, compression, { threads, label: output })) {
+    let outPos = 0;
+    for await (const chunk of compress(vma, compression, { threads, label: output, signal })) {
+      if (signal?.aborted) throw new VzError(`vma create '${output}' was stopped`);
       if (fh) {
-        let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+        await writeFully(fh, chunk, outPos);
+        outPos += chunk.length;
       } else {
         await out(chunk);
       }
@@ -481,7 +488,7 @@ export function registerVmaCommands(program: Command): void {
     .option('--threads <n>', 'compressor threads (zstd, pigz)', '1')
     .action(
       action(async (output: string, devices: string[], o: { config: string[]; device: string[]; verbose?: boolean; threads?: string }) =>
-        createCommand(output, devices, o),
+        withStopSignals(makeLogger(), 'stopping and removing the partial output', (signal) => createCommand(output, devices, o, signal)),
       ),
     );
 }

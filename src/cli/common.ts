@@ -54,6 +54,15 @@ export function quietEpipe(): boolean {
   return !stdoutIsData;
 }
 
+let stopSignalled = false;
+/**
+ * Whether a command was stopped by SIGINT/SIGTERM: once it has cleaned up, the process must exit
+ * even if a write to a stalled stdout reader is still pending (it would keep Node alive).
+ */
+export function stoppedBySignal(): boolean {
+  return stopSignalled;
+}
+
 /**
  * Runs `fn` with a signal that SIGINT and SIGTERM trigger, after warning `onStop`, so that a long
  * command stops through its own error path (rollback, partial output removed, snapshot views
@@ -64,6 +73,7 @@ export async function withStopSignals<T>(log: Logger, onStop: string, fn: (signa
   const handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => {
     const h = (): void => {
       log.warn(`${sig} received - ${onStop}`);
+      stopSignalled = true;
       ac.abort();
     };
     process.once(sig, h);

@@ -6,7 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { registerVmaCommands } from './vma';
 import { registerStoreCommands } from './store';
 import { registerDemoCommand } from './demo';
-import { quietEpipe, reportError } from './common';
+import { quietEpipe, reportError, stoppedBySignal } from './common';
 
 export function buildProgram(): Command {
   const program = new Command('vzdump-zfs')
@@ -42,6 +42,8 @@ export async function main(argv: string[]): Promise<void> {
     }
     process.exitCode = reportError(err);
   }
+  // the command cleaned up after SIGINT/SIGTERM; a write still pending to a stalled reader must not keep it alive
+  if (stoppedBySignal()) process.exit(typeof process.exitCode === 'number' ? process.exitCode : 1);
 }
 
 if (require.main === module) {

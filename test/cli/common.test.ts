@@ -1,5 +1,5 @@
 /** src/cli/common.ts: stopping on SIGINT/SIGTERM through the command's own error path, and EPIPE on stdout. */
-import { reportError, stdoutCarriesData, withStopSignals, type Logger } from '../../src/cli/common';
+import { reportError, stdoutCarriesData, stoppedBySignal, withStopSignals, type Logger } from '../../src/cli/common';
 import { EXIT_CODES } from '../../src/errors';
 
 function quietLogger(): Logger & { warnings: string[] } {
@@ -18,6 +18,10 @@ async function withoutOtherSignalListeners(fn: () => Promise<void>): Promise<voi
   }
 }
 
+test('no stop before any signal', () => {
+  expect(stoppedBySignal()).toBe(false);
+});
+
 test.each(['SIGINT', 'SIGTERM'] as const)('%s aborts the signal the command runs with, once, and the listeners go afterwards', async (sig) => {
   await withoutOtherSignalListeners(async () => {
     const log = quietLogger();
@@ -26,6 +30,7 @@ test.each(['SIGINT', 'SIGTERM'] as const)('%s aborts the signal the command runs
     process.emit(sig, sig);
     await expect(result).resolves.toBe('stopped');
     expect(log.warnings).toEqual([`${sig} received - stopping and cleaning up`]);
+    expect(stoppedBySignal()).toBe(true);
     expect(process.listenerCount('SIGINT') + process.listenerCount('SIGTERM')).toBe(0);
   });
 });

@@ -3,7 +3,7 @@
  * JSON), notes, protect, forget, prune (PVE marks, dry run, protected), restore to a file and to
  * stdout, verify, and one-line errors with the documented exit codes.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -218,6 +218,26 @@ describeZfs('store CLI', () => {
     expect(r.stderr).toBe(
       `vzdump-zfs: restore of backup 205/${ts}: the reader of the output closed it before the archive was complete\n`,
     );
+    const tmp = `${tp.root}/${TMP_DATASET}`;
+    const clones = spawnSync('zfs', ['list', '-H', '-o', 'name', '-r', tmp], { encoding: 'utf8' });
+    expect(clones.stdout.split('\n').filter((n) => n.startsWith(`${tmp}/`))).toEqual([]);
+  });
+
+  it('restore stops on SIGINT while its reader stalls, and releases the snapshot', async () => {
+    // stdout is a pipe nobody reads: the restore blocks once the pipe is full, a deterministic "mid-stream"
+    const child = spawn(process.execPath, [CLI, 'restore', '205', '2026_01_01-05_00_00', '-o', '-'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pause();
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(child.exitCode).toBeNull(); // still blocked on the pipe
+    child.kill('SIGINT');
+    const code = await exited;
+    child.stdout.destroy();
+    expect(code).toBe(1);
+    expect(err).toContain('WARN: SIGINT received - stopping and removing the partial output\n');
+    expect(err).toContain('vzdump-zfs: restore of backup 205/2026_01_01-05_00_00 was stopped\n');
     const tmp = `${tp.root}/${TMP_DATASET}`;
     const clones = spawnSync('zfs', ['list', '-H', '-o', 'name', '-r', tmp], { encoding: 'utf8' });
     expect(clones.stdout.split('\n').filter((n) => n.startsWith(`${tmp}/`))).toEqual([]);

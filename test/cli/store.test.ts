@@ -226,11 +226,13 @@ describeZfs('store CLI', () => {
   it('restore stops on SIGINT while its reader stalls, and releases the snapshot', async () => {
     // stdout is a pipe nobody reads: the restore blocks once the pipe is full, a deterministic "mid-stream"
     const child = spawn(process.execPath, [CLI, 'restore', '205', '2026_01_01-05_00_00', '-o', '-'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout.pause();
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    await new Promise((r) => setTimeout(r, 1500));
+    // the archive has begun (so the command is past start-up and handles signals); nothing is read,
+    // and 4 MiB of archive cannot fit the pipe and this side's buffer
+    await new Promise((r) => child.stdout.once('readable', r));
+    await new Promise((r) => setTimeout(r, 300));
     expect(child.exitCode).toBeNull(); // still blocked on the pipe
     child.kill('SIGINT');
     const code = await exited;

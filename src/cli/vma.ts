@@ -207,9 +207,15 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
   const stats: Stats = { clusters: 0, totalClusters: 0, bytes: 0, sparse: 0 };
   const progress = new Progress(`extract '${label}'`);
 
-  const write = (t: Target, buf: Buffer, pos: number) => {
-    const p = writeFully(t.fh, buf, pos).then(
-      () => undefined,
+  // A queued write owns a copy of its run (at most one cluster) in a buffer that goes round: the
+  // reader reuses its chunks as soon as the next record is asked for, so neither side allocates
+  // per cluster and memory stays flat (read chunks + MAX_PENDING_WRITES clusters).
+  const spare: Buffer[] = [];
+  const write = (t: Target, run: Buffer, pos: number) => {
+    const own = spare.pop() ?? Buffer.allocUnsafeSlow(CLUSTER);
+    run.copy(own);
+    const p = writeFully(t.fh, own.subarray(0, run.length), pos).then(
+      () => void spare.push(own),
       (err: NodeJS.ErrnoException) => {
         firstWriteError ??= new IoError(`'${t.tmp}': write at offset ${pos} failed - ${err.message}`, t.tmp, { cause: err });
       },
@@ -223,7 +229,7 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
 
   let ok = false;
   try {
-    for await (const rec of readVma(archiveBytes(archive), { label: `'${label}'` })) {
+    for await (const rec of readArchiveRecords(archive, { label })) {
       if (rec.type === 'header') {
         const h = rec.header;
         stats.totalClusters = h.devices.reduce((n, d) => n + clusterCount(d.size), 0);

@@ -12,9 +12,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { compress } from '../../src/archive/compression';
 import { EXIT_CODES } from '../../src/errors';
-import { TMP_DATASET } from '../../src/store/store';
 import { writeVma } from '../../src/vma/writer';
-import { createTestPool, describeZfs, type TestPool } from '../helpers/zpool';
+import { clonesLeft, createTestPool, describeZfs, type TestPool } from '../helpers/zpool';
 
 const ROOT = path.join(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'bin', 'vzdump-zfs');
@@ -42,10 +41,15 @@ describeZfs('store CLI', () => {
     return { status: r.status, stdout: r.stdout, out: r.stdout.toString(), err: r.stderr.toString() };
   }
 
-  async function archive(vmid: number, ts: string, memory: number): Promise<string> {
-    const p = path.join(work, `vzdump-qemu-${vmid}-${ts}.vma.zst`);
-    const data = Buffer.alloc(8 * 65536);
-    randomBytes(65536).copy(data, 65536 * (memory % 8));
+  /** A backup of `vmid` at `ts`: by default 8 clusters with one random one (which by `memory`), as .vma.zst. */
+  async function archive(vmid: number, ts: string, memory: number, opts: { data?: Buffer; compressed?: boolean } = {}): Promise<string> {
+    const compressed = opts.compressed ?? true;
+    const p = path.join(work, `vzdump-qemu-${vmid}-${ts}.vma${compressed ? '.zst' : ''}`);
+    let data = opts.data;
+    if (data === undefined) {
+      data = Buffer.alloc(8 * 65536);
+      randomBytes(65536).copy(data, 65536 * (memory % 8));
+    }
     const vma = writeVma(
       {
         uuid: randomBytes(16),
@@ -54,10 +58,10 @@ describeZfs('store CLI', () => {
         devices: [{ name: 'drive-scsi0', size: data.length }],
       },
       (function* () {
-        for (let c = 0; c < 8; c++) yield { devId: 1, cluster: c, data: data.subarray(c * 65536, (c + 1) * 65536) };
+        for (let c = 0; c * 65536 < data.length; c++) yield { devId: 1, cluster: c, data: data.subarray(c * 65536, (c + 1) * 65536) };
       })(),
     );
-    await pipeline(Readable.from(compress(vma, 'zst')), fs.createWriteStream(p));
+    await pipeline(Readable.from(compressed ? compress(vma, 'zst') : vma), fs.createWriteStream(p));
     return p;
   }
 
@@ -200,15 +204,7 @@ describeZfs('store CLI', () => {
   it('restore to stdout fails, and cleans up, when the reader closes the pipe early', async () => {
     // 4 MiB of random disk: far more than a pipe holds
     const ts = '2026_01_01-05_00_00';
-    const p = path.join(work, `vzdump-qemu-205-${ts}.vma`);
-    const data = randomBytes(64 * 65536);
-    const vma = writeVma(
-      { uuid: randomBytes(16), ctime: 1767225600, configs: [], devices: [{ name: 'drive-scsi0', size: data.length }] },
-      (function* () {
-        for (let c = 0; c < 64; c++) yield { devId: 1, cluster: c, data: data.subarray(c * 65536, (c + 1) * 65536) };
-      })(),
-    );
-    await pipeline(Readable.from(vma), fs.createWriteStream(p));
+    const p = await archive(205, ts, 0, { data: randomBytes(64 * 65536), compressed: false });
     expect(cli(['ingest', p]).status).toBe(0);
     const r = spawnSync('bash', ['-c', `"$0" "$1" restore 205 ${ts} -o - | head -c 16 >/dev/null; exit \${PIPESTATUS[0]}`, process.execPath, CLI], {
       env,
@@ -218,9 +214,7 @@ describeZfs('store CLI', () => {
     expect(r.stderr).toBe(
       `vzdump-zfs: restore of backup 205/${ts}: the reader of the output closed it before the archive was complete\n`,
     );
-    const tmp = `${tp.root}/${TMP_DATASET}`;
-    const clones = spawnSync('zfs', ['list', '-H', '-o', 'name', '-r', tmp], { encoding: 'utf8' });
-    expect(clones.stdout.split('\n').filter((n) => n.startsWith(`${tmp}/`))).toEqual([]);
+    expect(await clonesLeft(tp.zfs, tp.root)).toEqual([]);
   });
 
   it('restore stops on SIGINT while its reader stalls, and releases the snapshot', async () => {
@@ -240,9 +234,7 @@ describeZfs('store CLI', () => {
     expect(code).toBe(1);
     expect(err).toContain('WARN: SIGINT received - stopping and removing the partial output\n');
     expect(err).toContain('vzdump-zfs: restore of backup 205/2026_01_01-05_00_00 was stopped\n');
-    const tmp = `${tp.root}/${TMP_DATASET}`;
-    const clones = spawnSync('zfs', ['list', '-H', '-o', 'name', '-r', tmp], { encoding: 'utf8' });
-    expect(clones.stdout.split('\n').filter((n) => n.startsWith(`${tmp}/`))).toEqual([]);
+    expect(await clonesLeft(tp.zfs, tp.root)).toEqual([]);
   });
 
   it('fails with one line and the documented exit code on bad input, leaving backups untouched', async () => {

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Zfs } from '../../src/store/zfs';
 import { createFilePool, destroyPool } from '../../src/store/pool';
+import { TMP_DATASET } from '../../src/store/store';
 
 export interface TestPool {
   /** Pool name, e.g. `vzt12345ab12`. */
@@ -92,6 +93,13 @@ export async function createTestPool(opts: { rootName?: string; sizeBytes?: numb
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Temporary clones of backups (the zfs-fuse way to read a snapshot) still there under the store `root`. */
+export async function clonesLeft(zfs: Zfs, root: string): Promise<string[]> {
+  const tmp = `${root}/${TMP_DATASET}`;
+  if (!(await zfs.exists(tmp))) return [];
+  return (await zfs.list(tmp, { type: 'filesystem', props: [] })).map((r) => r.name).filter((n) => n !== tmp);
 }
 
 /**

@@ -16,11 +16,11 @@ import { ingestArchive, ingestTarget } from '../../src/ingest/ingest';
 import { diskImageName } from '../../src/ingest/disk-sync';
 import { restoreBackup } from '../../src/restore/restore';
 import { verifyBackup, verifyBackupDir } from '../../src/restore/verify';
-import { BackupStore, TMP_DATASET } from '../../src/store/store';
+import { BackupStore } from '../../src/store/store';
 import { expandCluster, readVma } from '../../src/vma/reader';
 import { writeVma } from '../../src/vma/writer';
 import type { VmaClusterData } from '../../src/vma/types';
-import { createTestPool, describeZfs, type TestPool } from '../helpers/zpool';
+import { clonesLeft, createTestPool, describeZfs, type TestPool } from '../helpers/zpool';
 
 const C = 65536;
 
@@ -465,13 +465,6 @@ describeZfs('ingest and restore on a real pool', () => {
     expect(fs.existsSync(missing)).toBe(false);
   });
 
-  /** Temporary clones of backups (the zfs-fuse way to read a snapshot) that are still there. */
-  async function clonesLeft(): Promise<string[]> {
-    const tmp = `${tp.root}/${TMP_DATASET}`;
-    if (!(await tp.zfs.exists(tmp))) return [];
-    return (await tp.zfs.list(tmp, { type: 'filesystem', props: [] })).map((r) => r.name).filter((n) => n !== tmp);
-  }
-
   it('a stopped restore leaves neither the output nor a partial file, and releases the snapshot', async () => {
     const vmid = 111;
     const ts = (await store.list(vmid))[0]!.timestamp;
@@ -481,7 +474,7 @@ describeZfs('ingest and restore on a real pool', () => {
     ac.abort();
     await expect(p).rejects.toThrow(`restore of backup ${vmid}/${ts} was stopped`);
     expect(fs.readdirSync(work).filter((f) => f.startsWith('stopped.'))).toEqual([]);
-    expect(await clonesLeft()).toEqual([]);
+    expect(await clonesLeft(tp.zfs, tp.root)).toEqual([]);
   });
 
   it('a stopped verify fails as stopped and releases the snapshot', async () => {
@@ -490,7 +483,7 @@ describeZfs('ingest and restore on a real pool', () => {
     const ac = new AbortController();
     ac.abort();
     await expect(verifyBackup(store, vmid, ts, { signal: ac.signal })).rejects.toThrow(`verify of backup ${vmid}/${ts} was stopped`);
-    expect(await clonesLeft()).toEqual([]);
+    expect(await clonesLeft(tp.zfs, tp.root)).toEqual([]);
     await expect(verifyBackup(store, vmid, ts)).resolves.toMatchObject({ disks: 2 });
   });
 
@@ -503,6 +496,6 @@ describeZfs('ingest and restore on a real pool', () => {
     await expect(p).rejects.toThrow(`cannot create '${out}': file exists (created while the restore ran)`);
     expect(fs.readFileSync(out, 'utf8')).toBe('written by someone else');
     expect(fs.readdirSync(work).filter((f) => f.startsWith('raced.vma.partial-'))).toEqual([]);
-    expect(await clonesLeft()).toEqual([]);
+    expect(await clonesLeft(tp.zfs, tp.root)).toEqual([]);
   });
 });

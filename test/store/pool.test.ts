@@ -1,12 +1,12 @@
 /** Tests src/store/pool.ts: file-backed pools and the "zfs already runs" path of ensureZfsRunning. */
-import { access, mkdtemp, rm, stat, writeFile, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, stat, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZfsCommandError } from '../../src/errors';
 import { createFilePool, destroyPool, ensureZfsRunning, stopPid } from '../../src/store/pool';
 import { pidAlive as alive } from '../../src/store/lock';
 import { Zfs } from '../../src/store/zfs';
 import { describeZfs } from '../helpers/zpool';
+import { useTempDir } from '../helpers/tmpdir';
 import { spawn } from 'node:child_process';
 
 test('stopPid ends a process with TERM and is a no-op for a gone pid', async () => {
@@ -30,26 +30,20 @@ test('stopPid sends KILL to a process that ignores TERM once the grace time is o
 });
 
 describe('ensureZfsRunning with stand-in binaries (the real daemon is left alone)', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-fake-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = useTempDir('vzdump-zfs-fake-');
 
   /** zfs/zpool stand-ins that fail until `mark` exists, like zfs-fuse's tools before the daemon is up. */
   async function fakeTools(mark: string): Promise<Zfs> {
     const tool = `#!/bin/sh\n[ -e '${mark}' ] && exit 0\necho 'connect: No such file or directory' >&2\nexit 1\n`;
-    await writeFile(join(dir, 'zfs'), tool, { mode: 0o755 });
-    await writeFile(join(dir, 'zpool'), tool, { mode: 0o755 });
-    return new Zfs({ zfs: join(dir, 'zfs'), zpool: join(dir, 'zpool') });
+    await writeFile(join(dir(), 'zfs'), tool, { mode: 0o755 });
+    await writeFile(join(dir(), 'zpool'), tool, { mode: 0o755 });
+    return new Zfs({ zfs: join(dir(), 'zfs'), zpool: join(dir(), 'zpool') });
   }
 
   test('starts the daemon, waits until zpool answers, and stop() ends exactly that pid', async () => {
-    const mark = join(dir, 'up');
+    const mark = join(dir(), 'up');
     const zfs = await fakeTools(mark);
-    const fuse = join(dir, 'zfs-fuse');
+    const fuse = join(dir(), 'zfs-fuse');
     await writeFile(fuse, `#!/bin/sh\nsleep 0.3\n: > '${mark}'\nexec sleep 60\n`, { mode: 0o755 });
     const d = await ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 10000 });
     expect(d.started).toBe(true);
@@ -60,16 +54,16 @@ describe('ensureZfsRunning with stand-in binaries (the real daemon is left alone
   });
 
   test('a daemon that exits at once is reported with its exit code', async () => {
-    const zfs = await fakeTools(join(dir, 'never'));
-    const fuse = join(dir, 'zfs-fuse');
+    const zfs = await fakeTools(join(dir(), 'never'));
+    const fuse = join(dir(), 'zfs-fuse');
     await writeFile(fuse, '#!/bin/sh\nexit 4\n', { mode: 0o755 });
     await expect(ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 10000 })).rejects.toThrow(/exited with code 4/);
   });
 
   test('a daemon that runs but never makes zpool answer is stopped and reported', async () => {
-    const zfs = await fakeTools(join(dir, 'never'));
-    const fuse = join(dir, 'zfs-fuse');
-    const pidOut = join(dir, 'fuse.pid');
+    const zfs = await fakeTools(join(dir(), 'never'));
+    const fuse = join(dir(), 'zfs-fuse');
+    const pidOut = join(dir(), 'fuse.pid');
     await writeFile(fuse, `#!/bin/sh\necho $$ > '${pidOut}'\nexec sleep 60\n`, { mode: 0o755 });
     const err = await ensureZfsRunning({ zfs, zfsFuse: fuse, timeoutMs: 600 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ZfsCommandError);
@@ -80,19 +74,13 @@ describe('ensureZfsRunning with stand-in binaries (the real daemon is left alone
   });
 
   test('a missing zfs-fuse binary is a ZfsCommandError', async () => {
-    const zfs = await fakeTools(join(dir, 'never'));
-    await expect(ensureZfsRunning({ zfs, zfsFuse: join(dir, 'nope'), timeoutMs: 2000 })).rejects.toBeInstanceOf(ZfsCommandError);
+    const zfs = await fakeTools(join(dir(), 'never'));
+    await expect(ensureZfsRunning({ zfs, zfsFuse: join(dir(), 'nope'), timeoutMs: 2000 })).rejects.toBeInstanceOf(ZfsCommandError);
   });
 });
 
 describeZfs('file-backed pools', () => {
-  let dir: string;
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-pool-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = useTempDir('vzdump-zfs-pool-', { each: false });
 
   test('ensureZfsRunning does nothing when zfs already answers, and its stop() is a no-op', async () => {
     const d = await ensureZfsRunning();
@@ -105,8 +93,8 @@ describeZfs('file-backed pools', () => {
   test('createFilePool makes a sparse vdev and a mounted pool; destroyPool removes both', async () => {
     const zfs = new Zfs();
     const name = `vztp${process.pid}`;
-    const vdev = join(dir, 'sub dir', 'vdev');
-    const mnt = join(dir, 'mnt point');
+    const vdev = join(dir(), 'sub dir', 'vdev');
+    const mnt = join(dir(), 'mnt point');
     await createFilePool(name, vdev, 128 * 1024 * 1024, mnt, { zfs, rootProps: { compression: 'on' } });
     try {
       const s = await stat(vdev);
@@ -126,8 +114,8 @@ describeZfs('file-backed pools', () => {
   });
 
   test('a pool on a too-small vdev fails with the zpool message and leaves no file', async () => {
-    const vdev = join(dir, 'tiny');
-    const err = await createFilePool(`vztt${process.pid}`, vdev, 1024 * 1024, join(dir, 'm2')).catch((e: unknown) => e);
+    const vdev = join(dir(), 'tiny');
+    const err = await createFilePool(`vztt${process.pid}`, vdev, 1024 * 1024, join(dir(), 'm2')).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ZfsCommandError);
     expect((err as ZfsCommandError).message).toMatch(/^zpool create .* failed: /);
     await expect(access(vdev)).rejects.toThrow();

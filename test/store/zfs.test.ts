@@ -1,10 +1,10 @@
 /** Tests src/store/zfs.ts against a real file-backed pool (zfs-fuse in CI). */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ZfsCommandError } from '../../src/errors';
 import { Zfs, isOutOfSpace } from '../../src/store/zfs';
 import { describeZfs, withTestPool } from '../helpers/zpool';
+import { useTempDir } from '../helpers/tmpdir';
 
 describe('retryBusy', () => {
   const busy = () => new ZfsCommandError("zfs destroy 'p/x' failed: dataset is busy", ['zfs', 'destroy', 'p/x'], 1, "cannot destroy 'p/x': dataset is busy");
@@ -40,21 +40,15 @@ describe('retryBusy', () => {
 });
 
 describe('rollback on a full pool', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'vzdump-zfs-fakezfs-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const dir = useTempDir('vzdump-zfs-fakezfs-');
 
   /** A zfs stand-in whose first `failures` calls say "out of space", like a rollback before freed space commits. */
   async function fakeZfs(failures: number): Promise<{ zfs: Zfs; calls: () => Promise<number> }> {
-    const count = join(dir, 'calls');
+    const count = join(dir(), 'calls');
     await writeFile(count, '0');
     const script = `#!/bin/sh\nn=$(($(cat '${count}') + 1))\necho $n > '${count}'\n[ $n -gt ${failures} ] && exit 0\necho "cannot rollback 'p/x': out of space" >&2\nexit 1\n`;
-    await writeFile(join(dir, 'zfs'), script, { mode: 0o755 });
-    return { zfs: new Zfs({ zfs: join(dir, 'zfs') }), calls: async () => Number((await readFile(count, 'utf8')).trim()) };
+    await writeFile(join(dir(), 'zfs'), script, { mode: 0o755 });
+    return { zfs: new Zfs({ zfs: join(dir(), 'zfs') }), calls: async () => Number((await readFile(count, 'utf8')).trim()) };
   }
 
   test('with spaceWaitMs, "out of space" is retried until the freed space shows', async () => {

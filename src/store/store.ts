@@ -426,9 +426,8 @@ export class BackupStore {
    * from scratch. Returns whether `ds` exists.
    */
   async undoWrite(ds: string, since: number): Promise<boolean> {
-    const snaps = await this.snapshotsOf(ds);
-    // without the record (a dataset from before it was kept), no other tool's snapshot counts
-    const committed = toNumber((await this.zfs.get(ds, [P.committed]))[P.committed]);
+    // without the committed record (a dataset from before it was kept), no other tool's snapshot counts
+    const { snaps, committed } = await this.snapshotsOf(ds);
     const isBackup = (s: { name: string }): boolean => s.name.slice(ds.length + 1).startsWith(SNAPSHOT_PREFIX);
     const quiet = (created: number): boolean => created > committed && created < since; // NaN: never
     const target = [...snaps].reverse().find((s) => (isBackup(s) ? s.complete : quiet(s.created)));
@@ -467,12 +466,14 @@ export class BackupStore {
     }
   }
 
-  /** Snapshots of `ds`, oldest first (by createtxg order of zfs, then creation). */
-  private async snapshotsOf(ds: string): Promise<Array<{ name: string; complete: boolean; created: number }>> {
-    const rows = await this.zfs.getRows([ds], ['type', 'creation', P.format], { depth: 1 });
+  /** Snapshots of `ds`, oldest first (by createtxg order of zfs, then creation), and the dataset's `committed` record (NaN: none), in one zfs call. */
+  private async snapshotsOf(ds: string): Promise<{ snaps: Array<{ name: string; complete: boolean; created: number }>; committed: number }> {
+    const rows = await this.zfs.getRows([ds], ['type', 'creation', P.format, P.committed], { depth: 1 });
     const snaps = new Map<string, { name: string; complete: boolean; created: number; order: number }>();
+    let committed = NaN;
     let order = 0;
     for (const r of rows) {
+      if (r.name === ds && r.property === P.committed) committed = toNumber(r.value);
       if (!r.name.startsWith(`${ds}@`)) continue;
       let s = snaps.get(r.name);
       if (!s) {
@@ -482,7 +483,7 @@ export class BackupStore {
       if (r.property === 'creation') s.created = toNumber(r.value);
       if (r.property === P.format && r.source === 'local') s.complete = true;
     }
-    return [...snaps.values()].sort((a, b) => a.created - b.created || a.order - b.order);
+    return { snaps: [...snaps.values()].sort((a, b) => a.created - b.created || a.order - b.order), committed };
   }
 
   /** Takes `snap` with `props` (all at once where `zfs snapshot -o` works), checks them by reading them back, and returns the backup. */

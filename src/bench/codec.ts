@@ -19,6 +19,7 @@ import { IntegrityError } from '../errors';
 import { BLOCK_SIZE as BLOCK, CLUSTER_SIZE as CLUSTER } from '../vma/constants';
 import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
 import { EFI_DISK_SIZE as EFI_SIZE } from '../demo/series';
+import { writeFully } from '../util/io';
 import { humanBytes } from '../util/format';
 import { floats, prng } from '../util/prng';
 import { fixed, gbPerSecond, percent, printTable } from './table';
@@ -142,8 +143,7 @@ async function writeImage(file: string, size: number, rng: Rng, pools: Pools, mi
         while (j < zero.length && !zero[j]) j++;
         const start = i * CLUSTER;
         const end = Math.min(n, j * CLUSTER);
-        let done = 0;
-        while (done < end - start) done += (await fh.write(buf, start + done, end - start - done, pos + start + done)).bytesWritten;
+        await writeFully(fh, buf.subarray(start, end), pos + start);
         i = j;
       }
     }

@@ -24,7 +24,9 @@ import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
 import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
 import { popcount16 } from '../vma/extent';
+import { ChunkPool } from '../archive/chunk-pool';
 import { imageClusters } from '../restore/image-clusters';
+import { writeFully } from '../util/io';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
 import { action, makeLogger, Progress, stdoutCarriesData, withStopSignals } from './common';
 
@@ -188,15 +190,6 @@ function clusterWrites(t: Target, cluster: number, mask: number, blocks: Buffer,
   flush(src);
 }
 
-/** pwrite until all of `buf` is written: one call may write less (a file system filling up). */
-async function writeFully(fh: fs.promises.FileHandle, buf: Buffer, pos: number): Promise<void> {
-  for (let off = 0; off < buf.length; ) {
-    const { bytesWritten } = await fh.write(buf, off, buf.length - off, pos + off);
-    if (bytesWritten <= 0) throw new Error(`no progress writing ${buf.length - off} bytes`);
-    off += bytesWritten;
-  }
-}
-
 async function extractCommand(archive: string, dir: string, opts: { verbose?: boolean; drives?: string }): Promise<void> {
   const label = labelOf(archive);
   const wanted = opts.drives ? new Set(opts.drives.split(',').filter((s) => s !== '')) : undefined;
@@ -210,12 +203,13 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
   // A queued write owns a copy of its run (at most one cluster) in a buffer that goes round: the
   // reader reuses its chunks as soon as the next record is asked for, so neither side allocates
   // per cluster and memory stays flat (read chunks + MAX_PENDING_WRITES clusters).
-  const spare: Buffer[] = [];
+  // in flight at most: MAX_PENDING_WRITES, plus the runs of one cluster (a run per stored block at worst)
+  const writeBuffers = new ChunkPool(CLUSTER, MAX_PENDING_WRITES + BLOCKS_PER_CLUSTER);
   const write = (t: Target, run: Buffer, pos: number) => {
-    const own = spare.pop() ?? Buffer.allocUnsafeSlow(CLUSTER);
+    const own = writeBuffers.get();
     run.copy(own);
     const p = writeFully(t.fh, own.subarray(0, run.length), pos).then(
-      () => void spare.push(own),
+      () => writeBuffers.release(own),
       (err: NodeJS.ErrnoException) => {
         firstWriteError ??= new IoError(`'${t.tmp}': write at offset ${pos} failed - ${err.message}`, t.tmp, { cause: err });
       },

@@ -75,6 +75,11 @@ function parseVmid(v: string): number {
   return Number(v);
 }
 
+/** `--vmid`, when given. */
+function optionalVmid(v: string | undefined): number | undefined {
+  return v === undefined ? undefined : parseVmid(v);
+}
+
 /** TIMESTAMP as YYYY_MM_DD-HH_MM_SS, or the original archive file name. */
 function parseTimestamp(v: string, vmid: number): string {
   const bad = timestampProblem(v);
@@ -142,7 +147,7 @@ export function registerStoreCommands(program: Command): void {
       .option('--time <YYYY_MM_DD-HH_MM_SS>', 'backup time, for archives without a standard vzdump name'),
   ).action(
     action(async (archive: string, o: StoreOpts & { vmid?: string; time?: string }) => {
-      const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
+      const vmid = optionalVmid(o.vmid);
       checkIngestInput({ archive, vmid, timestamp: o.time }); // bad input is reported before zfs is asked anything
       const ctx = await openStore(o);
       return withStopSignals(ctx.log, 'stopping and rolling the guest back', async (signal) => {
@@ -208,7 +213,7 @@ export function registerStoreCommands(program: Command): void {
     action(async (o: StoreOpts & { vmid?: string; outputFormat: string; H?: boolean; p?: boolean }) => {
       const format: OutputFormat = parseOutputFormat(o.outputFormat);
       setJsonErrors(format !== 'text');
-      const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
+      const vmid = optionalVmid(o.vmid);
       const ctx = await openStore(o);
       const list = await catalogList(ctx, vmid);
       list.sort((a, b) => a.vmid - b.vmid || a.ctime - b.ctime);
@@ -296,7 +301,7 @@ export function registerStoreCommands(program: Command): void {
       const format = parseOutputFormat(o.outputFormat);
       setJsonErrors(format !== 'text');
       const keep = keepFromOptions(o);
-      const vmid = o.vmid !== undefined ? parseVmid(o.vmid) : undefined;
+      const vmid = optionalVmid(o.vmid);
       const ctx = await openStore(o);
       const list = await catalogList(ctx, vmid);
       const byId = new Map(list.map((b) => [`${b.vmid}/${b.timestamp}`, b]));

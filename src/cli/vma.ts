@@ -77,14 +77,10 @@ function labelOf(archive: string): string {
   return archive === '-' ? '(stdin)' : archive;
 }
 
-/** The decompressed byte stream of ARCHIVE (`-` = uncompressed VMA on stdin). */
-function archiveBytes(archive: string): AsyncGenerator<Buffer> {
-  return openArchive(archive, { label: labelOf(archive) });
-}
-
-/** Reads only the header, then stops (the decompressor is killed, the rest is never read). */
+/** Reads only the header of ARCHIVE (`-` = stdin), then stops (the decompressor is killed, the rest is never read). */
 async function readHeader(archive: string): Promise<VmaHeader> {
-  for await (const rec of readVma(archiveBytes(archive), { label: `'${labelOf(archive)}'`, checkComplete: false })) {
+  const label = labelOf(archive);
+  for await (const rec of readVma(openArchive(archive, { label }), { label: `'${label}'`, checkComplete: false })) {
     if (rec.type === 'header') return rec.header;
   }
   throw new IoError(`'${labelOf(archive)}': no vma header`, archive);

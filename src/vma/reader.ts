@@ -259,8 +259,7 @@ export async function* readVma(
       const start = pos;
       const eh = relabel(() => decodeExtentHeader(q.take(EXTENT_HEADER_SIZE), header.uuid, start));
       const at = `extent at offset ${start}`;
-      /** `len`: bytes of the cluster's stored blocks in the extent's data */
-      /** len: the data the slot has in the extent; keepLen: the part of it that is yielded */
+      /** len: bytes of the cluster's stored blocks in the extent's data; keepLen: the part of them that is yielded */
       const slots: { state: DeviceState; cluster: number; mask: number; len: number; keepLen: number }[] = [];
       for (let i = 0; i < eh.entries.length; i++) {
         const e = eh.entries[i];

@@ -12,6 +12,7 @@
  */
 import * as fs from 'node:fs';
 import { IoError } from '../errors';
+import { preadFullSync, pwriteAllSync } from '../util/io';
 import { DIGEST_SIZE, type DigestAlgorithm, zeroClusterDigest } from '../store/cluster-digest';
 const ENTRIES_PER_PAGE = 8192; // 256 KiB page, covers 512 MiB of disk
 const PAGE_BYTES = ENTRIES_PER_PAGE * DIGEST_SIZE;
@@ -64,10 +65,10 @@ export class DigestFile {
     let got = 0;
     if (start < this.fileLength) {
       const want = Math.min(PAGE_BYTES, this.fileLength - start);
-      while (got < want) {
-        const n = fs.readSync(this.fd, data, got, want - got, start + got);
-        if (n === 0) break;
-        got += n;
+      try {
+        got = preadFullSync(this.fd, data, 0, want, start);
+      } catch (e) {
+        throw this.ioError('read', start, e);
       }
     }
     for (let off = got - (got % DIGEST_SIZE); off < PAGE_BYTES; off += DIGEST_SIZE) this.zero.copy(data, off);
@@ -89,8 +90,7 @@ export class DigestFile {
     // zero-cluster digests first, or the file would have a hole that reads as zero bytes
     if (start > this.fileLength) this.fillZeroDigests(this.fileLength, start);
     const len = Math.min(PAGE_BYTES, this.clusters * DIGEST_SIZE - start);
-    let done = 0;
-    while (done < len) done += fs.writeSync(this.fd, p.data, done, len - done, start + done);
+    this.writeAt(p.data, len, start);
     this.fileLength = Math.max(this.fileLength, start + len);
     p.dirty = false;
   }
@@ -102,10 +102,21 @@ export class DigestFile {
     let pos = from;
     while (pos < to) {
       const n = Math.min(chunk.length, to - pos);
-      let done = 0;
-      while (done < n) done += fs.writeSync(this.fd, chunk, done, n - done, pos + done);
+      this.writeAt(chunk, n, pos);
       pos += n;
     }
+  }
+
+  private writeAt(data: Buffer, len: number, pos: number): void {
+    try {
+      pwriteAllSync(this.fd, data, 0, len, pos);
+    } catch (e) {
+      throw this.ioError('write', pos, e);
+    }
+  }
+
+  private ioError(op: 'read' | 'write', pos: number, e: unknown): IoError {
+    return new IoError(`cannot ${op} digest file '${this.path}' at offset ${pos}: ${(e as Error).message}`, this.path, { cause: e });
   }
 
   private check(cluster: number): void {

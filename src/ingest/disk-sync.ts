@@ -238,7 +238,11 @@ export class DiskSync {
     const hi = Math.min(to * BLOCK, limit);
     let done = 0;
     try {
-      while (lo + done < hi) done += await pwrite(this.fd, data, lo + done, hi - lo - done, base + lo + done);
+      while (lo + done < hi) {
+        const n = await pwrite(this.fd, data, lo + done, hi - lo - done, base + lo + done);
+        if (n <= 0) throw new Error(`no progress writing ${hi - lo - done} bytes`);
+        done += n;
+      }
     } catch (e) {
       throw new IoError(`cannot write '${this.imagePath}' at offset ${base + lo + done}: ${(e as Error).message}`, this.imagePath, { cause: e });
     }

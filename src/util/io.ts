@@ -1,4 +1,5 @@
-/** Small file I/O helpers shared by the CLI and the bench. */
+/** Small file I/O helpers shared by the CLI, ingest and the bench: positional reads and writes that finish or fail. */
+import * as fs from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
 /** Writes all of `buf` at `pos`, calling pwrite again after a short write (a file system filling up). */
@@ -8,4 +9,24 @@ export async function writeFully(fh: FileHandle, buf: Uint8Array, pos: number): 
     if (bytesWritten <= 0) throw new Error(`no progress writing ${buf.length - off} bytes at offset ${pos + off}`);
     off += bytesWritten;
   }
+}
+
+/** Writes `len` bytes of `buf` from `off` at file position `pos`, calling pwrite again after a short write. */
+export function pwriteAllSync(fd: number, buf: Uint8Array, off: number, len: number, pos: number): void {
+  for (let done = 0; done < len; ) {
+    const n = fs.writeSync(fd, buf, off + done, len - done, pos + done);
+    if (n <= 0) throw new Error(`no progress writing ${len - done} bytes at offset ${pos + done}`);
+    done += n;
+  }
+}
+
+/** Reads up to `len` bytes at file position `pos` into `buf` at `off`; fewer only at the end of the file. Returns the bytes read. */
+export function preadFullSync(fd: number, buf: Uint8Array, off: number, len: number, pos: number): number {
+  let got = 0;
+  while (got < len) {
+    const n = fs.readSync(fd, buf, off + got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }

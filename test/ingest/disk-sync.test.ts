@@ -228,6 +228,12 @@ describe('DigestFile', () => {
     }
   });
 
+  it('names the digest file and the offset when a write fails (ENOSPC from /dev/full)', () => {
+    const d = new DigestFile('/dev/full', 4, 'blake3');
+    d.set(1, createHash('sha256').update('x').digest());
+    expect(() => d.close()).toThrow(/^cannot write digest file '\/dev\/full' at offset 0: ENOSPC/);
+  });
+
   it('rejects cluster numbers outside the disk', () => {
     const d = new DigestFile(path.join(dir, 'd'), 4, 'blake3');
     expect(() => d.get(4)).toThrow(/outside/);

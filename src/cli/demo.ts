@@ -15,13 +15,13 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description('generate a week of VM backups, ingest them into a throwaway pool, restore the last one and show the savings')
-    .option('--dataset <ROOT>', 'use this existing root dataset instead of a throwaway file-backed pool')
+    .option('--dataset <ROOT>', 'use this existing store root instead of a throwaway file-backed pool (it must not hold guest 100; the demo removes its guest 100 afterwards)')
     .option('--days <N>', 'daily backups to generate', '7')
     .option('--disk-size <SIZE>', 'size of the guest disk', '1G')
     .option('--change <PERCENT>', 'share of disk blocks changed per day', '2')
     .option('--recordsize <SIZE>', 'recordsize of the guest dataset', '64K')
-    .option('--work-dir <DIR>', 'where to put the pool file and the archives (default: a new temp dir)')
-    .option('--keep', 'keep pool, archives and work directory')
+    .option('--work-dir <DIR>', 'make the work directory (pool file, archives) in DIR instead of the temp dir')
+    .option('--keep', 'keep pool, guest dataset, archives and work directory')
     .action(
       action(async (o: { dataset?: string; days: string; diskSize: string; change: string; recordsize: string; workDir?: string; keep?: boolean }) => {
         const days = Number(o.days);

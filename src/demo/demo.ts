@@ -5,12 +5,14 @@
  * (`zfs send -i` bytes).
  *
  * Wires store, ingest, restore and the series generator; owns only the work directory and the
- * cleanup of what it created (pool, zfs-fuse daemon it started, files), unless asked to keep them.
+ * cleanup of what it created (pool, zfs-fuse daemon it started, its guest dataset in a given
+ * store, files), unless asked to keep them. Never touches what was there before: its work
+ * directory is always a new one, and a given store must not hold its guest (100) yet.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { IntegrityError } from '../errors';
+import { ConflictError, IntegrityError, NotFoundError } from '../errors';
 import { expandCluster } from '../vma/reader';
 import { CLUSTER_SIZE } from '../vma/constants';
 import { readArchiveRecords } from '../ingest/archive-records';
@@ -24,8 +26,9 @@ import { formatTable } from '../util/table';
 import { BackupSeries, type DayArchive } from './series';
 
 export interface DemoOptions {
-  /** use this existing root dataset instead of a throwaway file-backed pool */
+  /** use this existing root dataset instead of a throwaway file-backed pool; it must not hold guest 100 */
   dataset?: string;
+  /** where the demo makes its own work directory (default: the system temp dir) */
   workDir?: string;
   days: number;
   diskSize: number;
@@ -112,14 +115,31 @@ export async function checkRestore(store: BackupStore, vmid: number, day: DayArc
 }
 
 export async function runDemo(o: DemoOptions): Promise<DemoRow[]> {
-  const workDir = o.workDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'vzdump-zfs-demo-'));
-  fs.mkdirSync(workDir, { recursive: true });
   const zfs = new Zfs();
-  const cleanups: Array<() => Promise<void>> = [];
   const vmid = 100;
+  if (o.dataset !== undefined) {
+    // the demo's guest goes into the user's store: never into a guest that is already there
+    if (!(await zfs.exists(o.dataset))) {
+      throw new NotFoundError(`store dataset '${o.dataset}' does not exist - create it with 'zfs create ${o.dataset}'`, 'dataset', o.dataset);
+    }
+    const guest = `${o.dataset}/${vmid}`;
+    if (await zfs.exists(guest)) {
+      throw new ConflictError(`'${guest}' already exists - the demo stores its guest ${vmid} there; pass another --dataset, or remove it`, guest);
+    }
+  }
+  // always a directory of its own (inside --work-dir when given), so cleanup removes only what the demo made
+  const parent = o.workDir ?? os.tmpdir();
+  fs.mkdirSync(parent, { recursive: true });
+  const workDir = fs.mkdtempSync(path.join(parent, 'vzdump-zfs-demo-'));
+  const cleanups: Array<() => Promise<void>> = [];
   try {
     let root = o.dataset;
-    if (!root) {
+    if (root !== undefined) {
+      const guest = `${root}/${vmid}`;
+      cleanups.push(async () => {
+        if (await zfs.exists(guest)) await zfs.destroy(guest, { recursive: true });
+      });
+    } else {
       const daemon = await ensureZfsRunning({ zfs });
       if (daemon.started) {
         o.log(`started zfs-fuse (pid ${daemon.pid}): this kernel has no ZFS module`);

@@ -51,23 +51,30 @@ describe('formatDemoTable', () => {
 });
 
 describeZfs('demo on a real pool', () => {
+  /** what the test passes as --work-dir: the demo makes its own directory inside, and only removes that */
   let parent: string;
-  let workDir: string;
+  const MARKER = 'was-here-before.txt';
 
   beforeEach(() => {
     parent = fs.mkdtempSync(path.join(os.tmpdir(), 'vzdump-zfs-demotest-'));
-    workDir = path.join(parent, 'work');
+    fs.writeFileSync(path.join(parent, MARKER), 'not the demo\'s\n');
   });
 
   afterEach(async () => {
-    if (poolExists(DEMO_POOL)) await destroyPool(DEMO_POOL, { vdevPath: path.join(workDir, 'pool.img') });
+    const leftover = fs.readdirSync(parent).find((f) => f.startsWith('vzdump-zfs-demo-'));
+    if (poolExists(DEMO_POOL)) await destroyPool(DEMO_POOL, { vdevPath: path.join(parent, leftover ?? 'none', 'pool.img') });
     fs.rmSync(parent, { recursive: true, force: true });
   });
+
+  /** --work-dir holds what it held before, and nothing of the demo's */
+  function expectWorkDirAsBefore(): void {
+    expect(fs.readdirSync(parent)).toEqual([MARKER]);
+  }
 
   function options(over: Partial<DemoOptions> = {}): DemoOptions & { printed: () => string } {
     const out: string[] = [];
     return {
-      workDir,
+      workDir: parent,
       days: 3,
       diskSize: DISK,
       changeRate: 0.02,
@@ -96,7 +103,7 @@ describeZfs('demo on a real pool', () => {
     expect(o.printed()).toMatch(/restore of day 3 rebuilt a VMA whose configs and \S+ \S+ of disk data match the guest byte for byte/);
 
     expect(poolExists(DEMO_POOL)).toBe(false);
-    expect(fs.existsSync(workDir)).toBe(false);
+    expectWorkDirAsBefore();
   });
 
   test('keep leaves the pool, its snapshots and the archives in place', async () => {
@@ -105,6 +112,9 @@ describeZfs('demo on a real pool', () => {
 
     expect(poolExists(DEMO_POOL)).toBe(true);
     expect(snapshotsOf(`${DEMO_POOL}/backups/100`).map((s) => s.split('@')[1])).toEqual(rows.map((r) => `vzdump-${r.timestamp}`));
+    const own = fs.readdirSync(parent).filter((f) => f !== MARKER);
+    expect(own).toHaveLength(1);
+    const workDir = path.join(parent, own[0]!);
     const archives = fs.readdirSync(path.join(workDir, 'series')).filter((f) => f.endsWith('.vma.zst'));
     expect(archives.sort()).toEqual(rows.map((r) => `vzdump-qemu-100-${r.timestamp}.vma.zst`));
     expect(o.printed()).toContain(`kept: work directory '${workDir}', store '${DEMO_POOL}/backups'`);
@@ -117,7 +127,56 @@ describeZfs('demo on a real pool', () => {
 
     expect(o.printed()).toBe('');
     expect(poolExists(DEMO_POOL)).toBe(false);
-    expect(fs.existsSync(workDir)).toBe(false);
+    expectWorkDirAsBefore();
+  });
+});
+
+describeZfs('demo into a given store (--dataset)', () => {
+  let tp: TestPool;
+  let parent: string;
+
+  beforeAll(async () => {
+    tp = await createTestPool({ sizeBytes: 768 << 20 });
+    await tp.zfs.create(tp.root);
+  });
+  afterAll(async () => {
+    await tp?.destroy();
+  });
+  beforeEach(() => {
+    parent = fs.mkdtempSync(path.join(os.tmpdir(), 'vzdump-zfs-demotest-'));
+  });
+  afterEach(() => fs.rmSync(parent, { recursive: true, force: true }));
+
+  const options = (over: Partial<DemoOptions> = {}): DemoOptions => ({
+    dataset: tp.root,
+    workDir: parent,
+    days: 2,
+    diskSize: DISK,
+    changeRate: 0.02,
+    keep: false,
+    recordsize: '64K',
+    log: () => undefined,
+    out: () => undefined,
+    ...over,
+  });
+
+  test('stores its guest 100 in the store and removes that guest afterwards, unless kept', async () => {
+    const rows = await runDemo(options());
+    expect(rows).toHaveLength(2);
+    expect(await tp.zfs.exists(`${tp.root}/100`)).toBe(false);
+    expect(await tp.zfs.exists(tp.root)).toBe(true);
+    expect(fs.readdirSync(parent)).toEqual([]);
+
+    const kept = await runDemo(options({ keep: true }));
+    expect(snapshotsOf(`${tp.root}/100`).map((s) => s.split('@')[1])).toEqual(kept.map((r) => `vzdump-${r.timestamp}`));
+  });
+
+  test('refuses a store that already holds guest 100, and leaves that guest as it was', async () => {
+    if (!(await tp.zfs.exists(`${tp.root}/100`))) await runDemo(options({ days: 1, keep: true }));
+    const before = snapshotsOf(`${tp.root}/100`);
+    await expect(runDemo(options())).rejects.toThrow(`'${tp.root}/100' already exists - the demo stores its guest 100 there; pass another --dataset, or remove it`);
+    expect(snapshotsOf(`${tp.root}/100`)).toEqual(before);
+    expect(fs.readdirSync(parent)).toEqual([]);
   });
 });
 

@@ -18,8 +18,8 @@ export interface StoreConfig {
   dataset?: string;
   /** recordsize of new guest datasets (docs/design.md explains the default) */
   recordsize: string;
-  /** compression of new guest datasets */
-  compression: string;
+  /** compression of new guest datasets; unset = inherit the root's, `on` where that is `off` */
+  compression?: string;
   /** where per-guest ingest locks live */
   lockDir: string;
 }
@@ -58,7 +58,7 @@ export const CONFIG_SCHEMA = {
 } as const;
 
 export const DEFAULTS: Config = {
-  store: { recordsize: '64K', compression: 'on', lockDir: '/run/lock/vzdump-zfs' },
+  store: { recordsize: '64K', lockDir: '/run/lock/vzdump-zfs' },
   pve: {},
 };
 

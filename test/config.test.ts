@@ -19,7 +19,7 @@ describe('config', () => {
 
   it('fills defaults for an empty file', () => {
     const cfg = loadConfig(write('empty.yaml', ''));
-    expect(cfg.store).toEqual({ recordsize: '64K', compression: 'on', lockDir: '/run/lock/vzdump-zfs' });
+    expect(cfg.store).toEqual({ recordsize: '64K', lockDir: '/run/lock/vzdump-zfs' });
     expect(cfg.store.dataset).toBeUndefined();
   });
 

@@ -289,7 +289,7 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
     if (isDefault) ddNote = await poolSpeed(zfs, pool, vdev, mnt, dir, Math.min(DD_SIZE, size), poolRows);
 
     const root = `${pool}/backups`;
-    await zfs.create(root);
+    await zfs.create(root, { compression: 'on' }); // guest datasets inherit it, as the classic dataset below sets it
     const cfg = path.join(poolDir, 'config.yaml');
     fs.writeFileSync(cfg, `store:\n  recordsize: ${rs}\n  lockDir: ${path.join(poolDir, 'locks')}\n`);
     const storeArgs = ['--dataset', root, '--config', cfg, '--tz', 'UTC', '-q'];

@@ -140,7 +140,10 @@ export interface SnapshotView {
 export interface BackupStoreOptions {
   /** recordsize of new guest datasets (default '64K'; zfs-fuse's maximum is 128K). */
   recordsize?: string;
-  /** compression of new guest datasets (default 'on'). */
+  /**
+   * compression of new guest datasets; unset, they inherit the store root's (so an admin's
+   * `zfs create -o compression=zstd ROOT` holds), and get `on` where that is `off`.
+   */
   compression?: string;
   /** Directory for per-guest lock files (default /run/lock/vzdump-zfs). */
   lockDir?: string;
@@ -215,7 +218,8 @@ function checkedValue(what: string, v: string): string {
 
 export class BackupStore {
   readonly recordsize: string;
-  readonly compression: string;
+  /** undefined: inherit the root's compression unless that is off (see BackupStoreOptions) */
+  readonly compression: string | undefined;
   readonly lockDir: string;
   private snapshotDashO: boolean | undefined;
 
@@ -228,7 +232,7 @@ export class BackupStore {
       throw new ConfigError(`invalid store dataset '${root}' - expected a dataset name like 'tank/backup'`, 'store.dataset');
     }
     this.recordsize = opts.recordsize ?? '64K';
-    this.compression = opts.compression ?? 'on';
+    this.compression = opts.compression;
     this.lockDir = opts.lockDir ?? '/run/lock/vzdump-zfs';
   }
 
@@ -364,6 +368,13 @@ export class BackupStore {
 
   // ------------------------------------------------------------ writing
 
+  /** The compression property a new guest dataset is created with; none means it inherits the root's. */
+  private async newGuestCompression(): Promise<Record<string, string>> {
+    if (this.compression !== undefined) return { compression: this.compression };
+    const { compression } = await this.zfs.get(this.root, ['compression']);
+    return compression === 'off' ? { compression: 'on' } : {};
+  }
+
   async beginWrite(vmid: number): Promise<GuestWrite> {
     const ds = this.guestDataset(vmid);
     const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`);
@@ -375,7 +386,8 @@ export class BackupStore {
       let created = false;
       if (!exists) {
         // created already marked dirty: no window where it exists half-written and unmarked
-        await this.zfs.create(ds, { compression: this.compression, recordsize: this.recordsize, [P.dirty]: marker }, { parents: true });
+        const compression = await this.newGuestCompression();
+        await this.zfs.create(ds, { ...compression, recordsize: this.recordsize, [P.dirty]: marker }, { parents: true });
         created = true;
       } else {
         await this.zfs.set(ds, { [P.dirty]: marker });

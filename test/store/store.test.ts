@@ -104,6 +104,29 @@ describeZfs('BackupStore', () => {
     await w.abort();
   });
 
+  test("a new guest inherits the root's compression unless that is off; a configured compression wins", async () => {
+    const compressionOf = async (ds: string) => (await tp().zfs.run(['get', '-H', '-o', 'value,source', 'compression', ds])).trim().split('\t');
+    const root = `${tp().pool}/zipped`;
+    await tp().zfs.create(root, { compression: 'gzip-1' });
+    try {
+      const inheriting = new BackupStore(tp().zfs, root, { lockDir });
+      const w = await inheriting.beginWrite(201);
+      expect(await compressionOf(w.dataset)).toEqual(['gzip-1', `inherited from ${root}`]);
+      await w.abort();
+      const configured = new BackupStore(tp().zfs, root, { lockDir, compression: 'lzjb' });
+      const w2 = await configured.beginWrite(202);
+      expect(await compressionOf(w2.dataset)).toEqual(['lzjb', 'local']);
+      await w2.abort();
+      // and where the root has none, the guest still gets compression on
+      await tp().zfs.set(root, { compression: 'off' });
+      const w3 = await inheriting.beginWrite(203);
+      expect(await compressionOf(w3.dataset)).toEqual(['on', 'local']);
+      await w3.abort();
+    } finally {
+      await tp().zfs.destroy(root, { recursive: true });
+    }
+  });
+
   test('commit makes a listed backup with all properties; the next write sees it as latest', async () => {
     const w = await store.beginWrite(101);
     await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 1));

@@ -10,6 +10,7 @@
 import * as fs from 'node:fs';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { ConfigError } from './errors';
+import { isKnownTimeZone } from './util/localtime';
 
 export const DEFAULT_CONFIG_PATH = '/etc/vzdump-zfs/config.yaml';
 
@@ -109,12 +110,8 @@ export function validateConfig(raw: unknown, source: string): Config {
     store: { ...DEFAULTS.store, ...(v.store ?? {}) },
     pve: { ...DEFAULTS.pve, ...(v.pve ?? {}) },
   };
-  if (cfg.pve.timeZone) {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: cfg.pve.timeZone });
-    } catch {
-      throw new ConfigError(`config ${source}: pve.timeZone '${cfg.pve.timeZone}' is not a known IANA time zone`, 'pve.timeZone');
-    }
+  if (cfg.pve.timeZone && !isKnownTimeZone(cfg.pve.timeZone)) {
+    throw new ConfigError(`config ${source}: pve.timeZone '${cfg.pve.timeZone}' is not a known IANA time zone`, 'pve.timeZone');
   }
   return cfg;
 }

@@ -3,8 +3,9 @@
  * (errors.ts EXIT_CODES), the `--output-format` option, and stderr logging levels.
  * Commands live in their own files and only wire layers together.
  */
-import { EXIT_CODES, IoError, VzError } from '../errors';
+import { EXIT_CODES, IoError, UsageError, VzError } from '../errors';
 import { formatTable as layoutTable } from '../util/table';
+import { isKnownTimeZone } from '../util/localtime';
 
 export type OutputFormat = 'text' | 'json' | 'json-pretty';
 
@@ -28,7 +29,7 @@ export function makeLogger(opts: { quiet?: boolean; verbose?: boolean } = {}): L
 
 export function parseOutputFormat(v: string): OutputFormat {
   if (v === 'text' || v === 'json' || v === 'json-pretty') return v;
-  throw new VzError(`invalid --output-format '${v}' - expected text, json or json-pretty`);
+  throw new UsageError(`invalid --output-format '${v}' - expected text, json or json-pretty`);
 }
 
 export function printJson(value: unknown, format: OutputFormat): void {
@@ -84,6 +85,12 @@ export async function withStopSignals<T>(log: Logger, onStop: string, fn: (signa
   } finally {
     for (const [sig, h] of handlers) process.removeListener(sig, h);
   }
+}
+
+/** `--tz ZONE`, checked before any work is done. */
+export function parseTimeZoneOption(v: string | undefined): string | undefined {
+  if (v !== undefined && !isKnownTimeZone(v)) throw new UsageError(`invalid --tz '${v}' - not a known IANA time zone (e.g. Europe/Vienna, UTC)`);
+  return v;
 }
 
 let jsonErrors = false;

@@ -6,18 +6,40 @@ import { Command, CommanderError } from 'commander';
 import { registerVmaCommands } from './vma';
 import { registerStoreCommands } from './store';
 import { registerDemoCommand } from './demo';
-import { quietEpipe, reportError, stoppedBySignal } from './common';
+import { UsageError } from '../errors';
+import { quietEpipe, reportError, setJsonErrors, stoppedBySignal } from './common';
 
 export function buildProgram(): Command {
   const program = new Command('vzdump-zfs')
     .description('incremental vzdump backup store on ZFS: one snapshot per backup')
     .version('0.1.0')
-    .showHelpAfterError()
+    .allowExcessArguments(false)
+    // argument errors are reported by main() as one line, like every other failure
+    .configureOutput({ outputError: () => undefined })
     .exitOverride();
   registerVmaCommands(program);
   registerStoreCommands(program);
   registerDemoCommand(program);
   return program;
+}
+
+/** `vzdump-zfs vma extract`: the (sub)command the arguments name, for pointing at its help. */
+function commandPath(program: Command, args: string[]): string {
+  const names = [program.name()];
+  let cmd = program;
+  for (const a of args) {
+    if (a.startsWith('-')) continue;
+    const sub = cmd.commands.find((c) => c.name() === a || c.aliases().includes(a));
+    if (!sub) break;
+    names.push(a);
+    cmd = sub;
+  }
+  return names.join(' ');
+}
+
+/** Whether the arguments ask for JSON output: then even an argument error is reported as JSON. */
+function wantsJson(args: string[]): boolean {
+  return args.some((a, i) => /^--output-format=json/.test(a) || (a === '--output-format' && /^json/.test(args[i + 1] ?? '')));
 }
 
 export async function main(argv: string[]): Promise<void> {
@@ -28,15 +50,17 @@ export async function main(argv: string[]): Promise<void> {
     if (quietEpipe()) process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
   });
   const program = buildProgram();
+  setJsonErrors(wantsJson(argv.slice(2)));
   try {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
-      // commander already printed the message (and help where useful)
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') {
-        process.exitCode = 0;
+        // help asked for (exit 0), or shown because no command was given (an error)
+        process.exitCode = err.exitCode === 0 ? 0 : 2;
       } else {
-        process.exitCode = 2;
+        const what = err.message.replace(/^error: /, '').replace(/\.$/, '');
+        process.exitCode = reportError(new UsageError(`${what} - see '${commandPath(program, argv.slice(2))} --help'`));
       }
       return;
     }

@@ -47,6 +47,16 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
   return f;
 }
 
+/** True when `timeZone` is an IANA zone this Node knows. */
+export function isKnownTimeZone(timeZone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const WEEKDAYS: Record<string, number> = { Sun: 0, Mon: 1, Tue: 2, Wed: 3, Thu: 4, Fri: 5, Sat: 6 };
 type NumericPart = 'year' | 'month' | 'day' | 'hour' | 'minute' | 'second';
 const NUMERIC_PARTS = new Set<string>(['year', 'month', 'day', 'hour', 'minute', 'second'] satisfies NumericPart[]);

@@ -23,6 +23,7 @@ import {
   formatTable,
   makeLogger,
   parseOutputFormat,
+  parseTimeZoneOption,
   printJson,
   setJsonErrors,
   stdoutCarriesData,
@@ -47,6 +48,7 @@ interface Context {
 }
 
 async function openStore(o: StoreOpts): Promise<Context> {
+  const tz = parseTimeZoneOption(o.tz);
   const cfg = loadConfig(o.config);
   const log = makeLogger(o);
   const root = o.dataset ?? cfg.store.dataset;
@@ -58,7 +60,7 @@ async function openStore(o: StoreOpts): Promise<Context> {
     throw new NotFoundError(`store dataset '${root}' does not exist - create it with 'zfs create ${root}'`, 'dataset', root);
   }
   const store = new BackupStore(zfs, root, { recordsize: cfg.store.recordsize, compression: cfg.store.compression, lockDir: cfg.store.lockDir });
-  return { cfg, store, log, timeZone: o.tz ?? cfg.pve.timeZone };
+  return { cfg, store, log, timeZone: tz ?? cfg.pve.timeZone };
 }
 
 function withStoreOptions(cmd: Command): Command {
@@ -80,22 +82,40 @@ function optionalVmid(v: string | undefined): number | undefined {
   return v === undefined ? undefined : parseVmid(v);
 }
 
-/** TIMESTAMP as YYYY_MM_DD-HH_MM_SS, or the original archive file name. */
-function parseTimestamp(v: string, vmid: number): string {
+/**
+ * A backup named on the command line: its time, or the name of the archive it was stored from
+ * (with the time that name holds, when it is a standard vzdump name of this guest).
+ */
+type BackupRef = { timestamp: string; archive?: undefined } | { archive: string; timestamp?: string };
+
+/** TIMESTAMP as YYYY_MM_DD-HH_MM_SS, or the original archive file name; checked before the store is opened. */
+function parseBackupRef(v: string, vmid: number): BackupRef {
   const bad = timestampProblem(v);
-  if (bad === undefined) return v;
+  if (bad === undefined) return { timestamp: v };
   // the timestamp's shape with a field out of range: say which
   if (hasTimestampShape(v)) throw new UsageError(`invalid backup time '${v}' - ${bad}`);
-  let parsed;
-  try {
-    parsed = parseArchiveName(path.basename(v));
-  } catch {
+  const archive = path.basename(v);
+  // what ingest accepts as a name: a VMA archive
+  if (!/.\.vma(\.(zst|lzo|gz))?$/.test(archive)) {
     throw new UsageError(`invalid backup time '${v}' - expected YYYY_MM_DD-HH_MM_SS or the archive name`);
   }
-  if (!parsed.timestamp || parsed.vmid !== vmid) {
-    throw new UsageError(`archive name '${v}' does not name a backup of guest ${vmid}`);
+  let parsed;
+  try {
+    parsed = parseArchiveName(archive);
+  } catch {
+    return { archive }; // a non-standard name: only the store knows which backup it is
   }
-  return parsed.timestamp;
+  if (parsed.vmid !== vmid) throw new UsageError(`archive name '${v}' does not name a backup of guest ${vmid}`);
+  return { archive, timestamp: parsed.timestamp };
+}
+
+/** The backup time a reference stands for: by archive name first (a renamed backup keeps its name), then by the time in it. */
+async function resolveBackupRef(ctx: Context, vmid: number, ref: BackupRef): Promise<string> {
+  if (ref.archive === undefined) return ref.timestamp;
+  const named = (await ctx.store.list(vmid)).find((b) => b.archive === ref.archive);
+  if (named) return named.timestamp;
+  if (ref.timestamp !== undefined) return ref.timestamp;
+  throw new NotFoundError(`no backup of guest ${vmid} was stored from an archive named '${ref.archive}'`, 'backup', `${vmid}/${ref.archive}`);
 }
 
 function formatTime(epoch: number, tz?: string): string {
@@ -190,10 +210,11 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (vmidArg: string, ts: string, o: StoreOpts & { output: string; compress?: Compression; threads: string }) => {
       const vmid = parseVmid(vmidArg);
-      const timestamp = parseTimestamp(ts, vmid);
+      const ref = parseBackupRef(ts, vmid);
       const compression: Compression = o.output === '-' ? (o.compress ?? 'none') : compressionFromFileName(o.output);
       if (o.output === '-') stdoutCarriesData();
       const ctx = await openStore(o);
+      const timestamp = await resolveBackupRef(ctx, vmid, ref);
       const r = await withStopSignals(ctx.log, 'stopping and removing the partial output', (signal) =>
         restoreBackup(ctx.store, { vmid, timestamp, output: o.output, compression, threads: Number(o.threads) || 1, signal }),
       );
@@ -243,8 +264,9 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (vmidArg: string, ts: string, text: string | undefined, o: StoreOpts) => {
       const vmid = parseVmid(vmidArg);
-      const timestamp = parseTimestamp(ts, vmid);
+      const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
+      const timestamp = await resolveBackupRef(ctx, vmid, ref);
       if (text === undefined) {
         const b = await ctx.store.get(vmid, timestamp);
         if (b.notes) process.stdout.write(b.notes + '\n');
@@ -264,8 +286,9 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (vmidArg: string, ts: string, o: StoreOpts & { off?: boolean }) => {
       const vmid = parseVmid(vmidArg);
-      const timestamp = parseTimestamp(ts, vmid);
+      const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
+      const timestamp = await resolveBackupRef(ctx, vmid, ref);
       await ctx.store.setProtected(vmid, timestamp, !o.off);
     }),
   );
@@ -275,8 +298,9 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (vmidArg: string, ts: string, o: StoreOpts) => {
       const vmid = parseVmid(vmidArg);
-      const timestamp = parseTimestamp(ts, vmid);
+      const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
+      const timestamp = await resolveBackupRef(ctx, vmid, ref);
       await ctx.store.forget(vmid, timestamp);
       ctx.log.info(`removed backup ${vmid}/${timestamp}`);
     }),
@@ -353,8 +377,9 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (vmidArg: string, ts: string, o: StoreOpts) => {
       const vmid = parseVmid(vmidArg);
-      const timestamp = parseTimestamp(ts, vmid);
+      const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
+      const timestamp = await resolveBackupRef(ctx, vmid, ref);
       const r = await withStopSignals(ctx.log, 'stopping', (signal) => verifyBackup(ctx.store, vmid, timestamp, { signal }));
       process.stdout.write(`backup ${vmid}/${timestamp} is intact: ${r.disks} disks, ${r.clusters} clusters, ${r.configs} configs checked\n`);
     }),

@@ -158,6 +158,24 @@ describeZfs('store CLI', () => {
     expect(left).toEqual(['before-upgrade.vma.zst', 'vzdump-qemu-206-2026_01_01-03_00_00.vma.zst', 'vzdump-qemu-206-2026_01_03-02_00_00.vma.zst']);
   });
 
+  it('names a backup by its archive name, also one stored under a non-standard name or another time', () => {
+    // from the test above: before-upgrade.vma.zst is 206 at 01_01-02, and the 01_01-03 archive was stored at 01_01-04
+    expect(cli(['notes', '206', 'before-upgrade.vma.zst', 'renamed one']).status).toBe(0);
+    expect(cli(['notes', '206', '2026_01_01-02_00_00']).out).toBe('renamed one\n');
+    expect(cli(['notes', '206', '/mnt/pve/dump/vzdump-qemu-206-2026_01_01-03_00_00.vma.zst', 'moved one']).status).toBe(0);
+    expect(cli(['notes', '206', '2026_01_01-04_00_00']).out).toBe('moved one\n');
+    const verified = cli(['verify', '206', 'before-upgrade.vma.zst']);
+    expect(verified.status).toBe(0);
+    expect(verified.out).toMatch(/^backup 206\/2026_01_01-02_00_00 is intact: /);
+    const unknown = cli(['restore', '206', 'nope.vma', '-o', path.join(work, 'nope.vma')]);
+    expect(unknown.status).toBe(EXIT_CODES.VZ_ERR_NOT_FOUND);
+    expect(unknown.err).toBe("vzdump-zfs: no backup of guest 206 was stored from an archive named 'nope.vma'\n");
+    expect(fs.existsSync(path.join(work, 'nope.vma'))).toBe(false);
+    const notAName = cli(['notes', '206', 'yesterday']);
+    expect(notAName.status).toBe(EXIT_CODES.VZ_ERR_USAGE);
+    expect(notAName.err).toBe("vzdump-zfs: invalid backup time 'yesterday' - expected YYYY_MM_DD-HH_MM_SS or the archive name\n");
+  });
+
   it("dates a backup by its name in the node's zone, as PVE does, whatever zone it was ingested in", () => {
     // ingested with pve.timeZone UTC; the node's zone is given later as Europe/Vienna (UTC+1 in January)
     const vienna = (args: string[]) => cli([...args, '--tz', 'Europe/Vienna']);

@@ -371,7 +371,12 @@ export class BackupStore {
   /** The compression property a new guest dataset is created with; none means it inherits the root's. */
   private async newGuestCompression(): Promise<Record<string, string>> {
     if (this.compression !== undefined) return { compression: this.compression };
-    const { compression } = await this.zfs.get(this.root, ['compression']);
+    let compression = 'off';
+    try {
+      ({ compression } = await this.zfs.get(this.root, ['compression']));
+    } catch (e) {
+      if (!isNotExist(e)) throw e; // a root that does not exist yet is created with the guest, without compression of its own
+    }
     return compression === 'off' ? { compression: 'on' } : {};
   }
 
@@ -438,9 +443,13 @@ export class BackupStore {
    * from scratch. Returns whether `ds` exists.
    */
   async undoWrite(ds: string, since: number): Promise<boolean> {
-    // without the committed record (a dataset from before it was kept), no other tool's snapshot counts
-    const { snaps, committed } = await this.snapshotsOf(ds);
+    const { snaps, committed: recorded } = await this.snapshotsOf(ds);
     const isBackup = (s: { name: string }): boolean => s.name.slice(ds.length + 1).startsWith(SNAPSHOT_PREFIX);
+    // A complete backup snapshot is a commit, also one whose process died before recording it:
+    // a snapshot another tool took during that backup's write is older than it, and never quiet.
+    // Without the committed record (a dataset from before it was kept), no other tool's snapshot counts.
+    const newestBackup = [...snaps].reverse().find((s) => isBackup(s) && s.complete);
+    const committed = Number.isNaN(recorded) ? NaN : Math.max(recorded, newestBackup?.created ?? -Infinity);
     const quiet = (created: number): boolean => created > committed && created < since; // NaN: never
     const target = [...snaps].reverse().find((s) => (isBackup(s) ? s.complete : quiet(s.created)));
     if (!target) {
@@ -448,6 +457,9 @@ export class BackupStore {
       return false;
     }
     await this.rollbackFreeingSpace(ds, target.name, target !== snaps[snaps.length - 1]);
+    // record an unrecorded commit before the dirty mark goes: once that backup is forgotten, only
+    // the record still says that snapshots from its write are not quiet
+    if (newestBackup && !(recorded >= newestBackup.created)) await this.zfs.set(ds, { [P.committed]: String(newestBackup.created) });
     await this.zfs.inherit(ds, P.dirty);
     return true;
   }

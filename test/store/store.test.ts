@@ -292,6 +292,31 @@ describeZfs('BackupStore', () => {
     await tp().zfs.destroy(w.dataset, { recursive: true }); // later tests count the guests
   });
 
+  test('a backup whose commit was cut short still counts as committed once that backup is forgotten', async () => {
+    const w1 = await store.beginWrite(114);
+    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    await w1.commit(TS1, props('a.vma'));
+    await nextSecond();
+    const w2 = await store.beginWrite(114);
+    await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 2));
+    await tp().zfs.snapshot(`${w2.dataset}@autosnap-mid`); // half of day 2 written
+    await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 3));
+    await nextSecond();
+    // the commit snapshot is taken, then the process dies before it records the commit; the next run recovers
+    await store.snapshotWithProps(`${w2.dataset}@vzdump-${TS2}`, store.encodeProps(props('b.vma')));
+    await w2.abort();
+    expect(await snapNames(114)).toEqual([`vzdump-${TS1}`, 'autosnap-mid', `vzdump-${TS2}`]);
+    await store.forget(114, TS2);
+    await nextSecond();
+    const w3 = await store.beginWrite(114);
+    await writeFile(join(w3.dir, 'disk.raw'), Buffer.alloc(65536, 4));
+    await w3.abort();
+    // back to day 1, not to the half-written autosnap-mid
+    expect(await snapNames(114)).toEqual([`vzdump-${TS1}`]);
+    expect(await readFile(join(w3.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
+    await tp().zfs.destroy(w3.dataset, { recursive: true }); // later tests count the guests
+  });
+
   describe('crash recovery', () => {
     let childJs: string;
     let out: string;

@@ -1,18 +1,21 @@
 /**
- * Cross-process exclusive locks on this host: one lock file per name, created with O_EXCL.
+ * Cross-process exclusive locks on this host: one lock file per name, appearing with its content.
  *
- * Owns: `<dir>/<name>.lock` files (content `<pid> <hostname> <token>`) and the short-lived
+ * Owns: `<dir>/<name>.lock` files (content `<pid> <hostname> <token>`, written to a file of the
+ * taker's own and hard-linked into place, so a lock never exists empty), and the short-lived
  * `<name>.lock.takeover` guard used while replacing a stale lock. Leaves what is locked to callers
- * (store.ts locks one guest per ingest).
+ * (store.ts locks one guest per ingest, and one guest's catalog per forget or protect).
  * Guarantees: while a live process holds a lock, acquiring it fails with LockedError naming the
  * holder pid (the same process acquiring twice fails too). A lock whose pid is dead is taken over;
- * the takeover is serialised by the guard file, so two waiters cannot both take a stale lock.
+ * the takeover is serialised by the guard file and removes only the very file found stale (same
+ * inode, content and mtime: an inode the file system hands out again to a new lock does not
+ * match), so two waiters cannot both take a stale lock.
  * Does not guarantee: correctness across hosts (pids are local: keep `dir` on local storage, the
  * default /run/lock is), or against pid reuse by an unrelated process (then the lock looks held
  * until that process exits; remove the file by hand).
  */
 
-import { mkdir, open, readFile, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -51,26 +54,26 @@ export async function acquireLock(dir: string, name: string): Promise<Lock> {
       throw locked(path, name, `${holder.pid}@${holder.host}`);
     }
     // stale: replace it under the guard
-    await takeOverStale(path, holder.ino);
+    await takeOverStale(path, holder);
   }
   throw new LockedError(`cannot acquire lock '${path}': it keeps changing hands`, name);
 }
 
 async function tryCreate(path: string): Promise<Lock | undefined> {
-  let fh;
+  const token = randomBytes(8).toString('hex');
+  const content = `${process.pid} ${hostname()} ${token}\n`;
+  // written whole under a name of our own, then linked: the lock appears with its content
+  const own = `${path}.${process.pid}-${token}`;
+  let ino: number;
   try {
-    fh = await open(path, 'wx', 0o644);
+    await writeFile(own, content, { flag: 'wx', mode: 0o644 });
+    ino = (await stat(own)).ino;
+    await link(own, path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw new IoError(`cannot create lock '${path}': ${(e as Error).message}`, path, { cause: e });
-  }
-  let ino: number;
-  const content = `${process.pid} ${hostname()} ${randomBytes(8).toString('hex')}\n`;
-  try {
-    await fh.writeFile(content);
-    ino = (await fh.stat()).ino;
   } finally {
-    await fh.close();
+    await unlink(own).catch(() => undefined);
   }
   let released = false;
   return {
@@ -86,27 +89,30 @@ async function tryCreate(path: string): Promise<Lock | undefined> {
   };
 }
 
-interface Holder {
+/** What a lock file held when read (exported with readHolder and takeOverStale for the tests). */
+export interface Holder {
   pid: number | null;
   host: string;
   ino: number;
   mtimeMs: number;
+  /** the file's content as read */
+  text: string;
 }
 
-async function readHolder(path: string): Promise<Holder | undefined> {
+export async function readHolder(path: string): Promise<Holder | undefined> {
   try {
     const s = await stat(path);
     const text = await readFile(path, 'utf8');
     const m = /^(\d+)(?: (\S+))?(?: \S+)?\s*$/.exec(text);
-    return { pid: m ? Number(m[1]) : null, host: m?.[2] ?? hostname(), ino: s.ino, mtimeMs: s.mtimeMs };
+    return { pid: m ? Number(m[1]) : null, host: m?.[2] ?? hostname(), ino: s.ino, mtimeMs: s.mtimeMs, text };
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new IoError(`cannot read lock '${path}': ${(e as Error).message}`, path, { cause: e });
   }
 }
 
-/** Removes the stale lock file (inode `ino`) while holding `<path>.takeover`. */
-async function takeOverStale(path: string, ino: number): Promise<void> {
+/** Removes the lock file found stale (`stale`) while holding `<path>.takeover`, if it is still that very file. */
+export async function takeOverStale(path: string, stale: Holder): Promise<void> {
   const guard = `${path}.takeover`;
   let fh;
   try {
@@ -120,12 +126,10 @@ async function takeOverStale(path: string, ino: number): Promise<void> {
   }
   try {
     await fh.close();
-    // re-check under the guard: still the same dead holder's file?
-    const s = await stat(path).catch(() => undefined);
-    if (s && s.ino === ino) {
-      const h = await readHolder(path);
-      if (h && h.ino === ino && (h.pid === null || (h.host === hostname() && !pidAlive(h.pid)))) await unlink(path).catch(() => undefined);
-    }
+    // re-check under the guard: still the same dead holder's file? (another waiter may have taken
+    // the lock over meanwhile, and its new file may have the old inode number)
+    const h = await readHolder(path);
+    if (h && h.ino === stale.ino && h.mtimeMs === stale.mtimeMs && h.text === stale.text) await unlink(path).catch(() => undefined);
   } finally {
     await rm(guard, { force: true });
   }

@@ -1,10 +1,10 @@
 /** Tests src/store/lock.ts: exclusivity across processes, stale takeover, release. */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile, access, utimes } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile, access, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LockedError } from '../../src/errors';
-import { acquireLock } from '../../src/store/lock';
+import { acquireLock, readHolder, takeOverStale } from '../../src/store/lock';
 
 let dir: string;
 beforeEach(async () => {
@@ -100,6 +100,52 @@ test('a lock file without a pid is held while fresh (being written) and taken ov
   const l = await acquireLock(dir, 'guest-104');
   expect(await readFile(path, 'utf8')).toMatch(new RegExp(`^${process.pid} `));
   await l.release();
+});
+
+test('a takeover removes only the very file it found stale, not a new lock with the same inode number', async () => {
+  // the inode of a removed lock may be handed out again at once (ext4), so the inode alone does not
+  // tell a new lock from the stale one: here the stale file is rewritten in place as another waiter's
+  // newly taken lock would look (same inode, new content and mtime)
+  const s = sleeper();
+  const deadPid = s.pid;
+  await s.kill();
+  const path = join(dir, 'reused.lock');
+  await writeFile(path, `${deadPid} ${require('node:os').hostname()} 00\n`);
+  const old = new Date(Date.now() - 60000);
+  await utimes(path, old, old);
+  const stale = (await readHolder(path))!;
+  const ino = (await stat(path)).ino;
+  for (const now of ['', `${process.pid} ${require('node:os').hostname()} 11\n`]) {
+    await writeFile(path, now);
+    expect((await stat(path)).ino).toBe(ino);
+    await takeOverStale(path, stale);
+    expect(await readFile(path, 'utf8')).toBe(now);
+  }
+  // the stale file itself, unchanged, goes
+  await writeFile(path, stale.text);
+  await utimes(path, old, old);
+  await takeOverStale(path, (await readHolder(path))!);
+  await expect(access(path)).rejects.toThrow();
+});
+
+test('a lock file never exists without its content, so a reader never sees it empty', async () => {
+  const path = join(dir, 'busy.lock');
+  let reads = 0;
+  let running = true;
+  const watcher = (async () => {
+    while (running) {
+      const text = await readFile(path, 'utf8').catch(() => undefined);
+      if (text !== undefined) {
+        reads++;
+        expect(text).toMatch(new RegExp(`^${process.pid} \\S+ [0-9a-f]{16}\n$`));
+      }
+      await new Promise((r) => setImmediate(r));
+    }
+  })();
+  for (let i = 0; i < 300; i++) await (await acquireLock(dir, 'busy')).release();
+  running = false;
+  await watcher;
+  expect(reads).toBeGreaterThan(0);
 });
 
 test('a lock name that is not a plain file name is refused', async () => {

@@ -41,7 +41,8 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir, rm, truncate } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, ConflictError, IntegrityError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ConfigError, ConflictError, IntegrityError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
 import { timestampProblem } from '../util/timestamp';
 import { acquireLock, pidAlive, type Lock } from './lock';
 import { isBusy, isNotExist, isOutOfSpace, type PropRow, type Zfs } from './zfs';
@@ -79,6 +80,8 @@ const VMID_RE = /^[1-9]\d{0,9}$/;
  * the margin is for slow pools and older releases).
  */
 const FREED_SPACE_WAIT_MS = 35000;
+/** How long protect and forget wait for another one of them on the same guest (each takes a moment). */
+const CATALOG_LOCK_WAIT_MS = 30000;
 
 // ---------------------------------------------------------------- public types
 
@@ -343,26 +346,59 @@ export class BackupStore {
   }
 
   async setProtected(vmid: number, timestamp: string, on: boolean): Promise<void> {
-    const b = await this.get(vmid, timestamp);
-    if (on) await this.zfs.set(b.snapshot, { [P.protected]: '1' });
-    else await this.zfs.inherit(b.snapshot, P.protected);
+    await this.withCatalogLock(vmid, async () => {
+      const b = await this.get(vmid, timestamp);
+      if (on) await this.zfs.set(b.snapshot, { [P.protected]: '1' });
+      else await this.zfs.inherit(b.snapshot, P.protected);
+    });
   }
 
   /** Destroys one backup's snapshot; ConflictError if protected. Keeps the guest dataset. */
   async forget(vmid: number, timestamp: string): Promise<void> {
-    const b = await this.get(vmid, timestamp);
-    if (b.protected) {
-      throw new ConflictError(`backup '${vmid}/${timestamp}' is protected - remove the protection first`, b.snapshot);
-    }
     await this.cleanStaleClones();
-    try {
-      await this.zfs.destroy(b.snapshot);
-    } catch (e) {
-      // a view is open: a clone of it exists, or (OpenZFS .zfs/snapshot) it stays "busy" past the retries
-      if (isBusy(e) || (e instanceof ZfsCommandError && /dependent clones/i.test(e.stderrTail))) {
-        throw new ConflictError(`backup '${vmid}/${timestamp}' is being read (restore or verify running) - try again later`, b.snapshot, { cause: e });
+    // under the catalog lock, so a backup protected after the check cannot be destroyed anyway
+    await this.withCatalogLock(vmid, async () => {
+      const b = await this.get(vmid, timestamp);
+      if (b.protected) {
+        throw new ConflictError(`backup '${vmid}/${timestamp}' is protected - remove the protection first`, b.snapshot);
       }
-      throw e;
+      try {
+        await this.zfs.destroy(b.snapshot);
+      } catch (e) {
+        // a view is open: a clone of it exists, or (OpenZFS .zfs/snapshot) it stays "busy" past the retries
+        if (isBusy(e) || (e instanceof ZfsCommandError && /dependent clones/i.test(e.stderrTail))) {
+          throw new ConflictError(`backup '${vmid}/${timestamp}' is being read (restore or verify running) - try again later`, b.snapshot, { cause: e });
+        }
+        throw e;
+      }
+    });
+  }
+
+  /**
+   * Runs `fn` holding the guest's catalog lock, which serialises protect and forget (a check and a
+   * change each). Held for a moment only, so a taker waits for it, up to CATALOG_LOCK_WAIT_MS.
+   * Ingest does not take it: its rollback never destroys a committed backup.
+   */
+  private async withCatalogLock<T>(vmid: number, fn: () => Promise<T>): Promise<T> {
+    const name = `${encodeURIComponent(this.root)}.${vmid}.catalog`;
+    const deadline = Date.now() + CATALOG_LOCK_WAIT_MS;
+    let lock: Lock;
+    for (;;) {
+      try {
+        lock = await acquireLock(this.lockDir, name);
+        break;
+      } catch (e) {
+        if (!(e instanceof LockedError)) throw e;
+        if (Date.now() >= deadline) {
+          throw new LockedError(`the backups of guest ${vmid} are being changed by pid ${e.holder ?? 'unknown'} (lock file in '${this.lockDir}') - try again later`, `${vmid}`, e.holder, { cause: e });
+        }
+        await sleep(50 + Math.random() * 50);
+      }
+    }
+    try {
+      return await fn();
+    } finally {
+      await lock.release();
     }
   }
 
@@ -382,7 +418,10 @@ export class BackupStore {
 
   async beginWrite(vmid: number): Promise<GuestWrite> {
     const ds = this.guestDataset(vmid);
-    const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`);
+    const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`).catch((e: unknown) => {
+      if (!(e instanceof LockedError)) throw e;
+      throw new LockedError(`guest ${vmid} is being written by pid ${e.holder ?? 'unknown'} (another ingest; lock file in '${this.lockDir}')`, `${vmid}`, e.holder, { cause: e });
+    });
     try {
       // whole seconds, as zfs's `creation`: a snapshot of this second may already be the write's
       const since = Math.floor(Date.now() / 1000);

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { ConfigError, ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
 import { Zfs } from '../../src/store/zfs';
+import { acquireLock } from '../../src/store/lock';
 import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
 import { clonesLeft, describeZfs, withTestPool } from '../helpers/zpool';
 
@@ -315,6 +316,37 @@ describeZfs('BackupStore', () => {
     expect(await snapNames(114)).toEqual([`vzdump-${TS1}`]);
     expect(await readFile(join(w3.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
     await tp().zfs.destroy(w3.dataset, { recursive: true }); // later tests count the guests
+  });
+
+  test('forget checks protection under the catalog lock, so a protect that gets in first wins', async () => {
+    const w = await store.beginWrite(115);
+    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    await w.commit(TS1, props('a.vma'));
+    // another protect or forget of this guest is under way: ours waits for it
+    const held = await acquireLock(lockDir, `${encodeURIComponent(tp().root)}.115.catalog`);
+    const forgetting = store.forget(115, TS1).then(
+      () => 'destroyed',
+      (e: unknown) => e,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await tp().zfs.exists(`${store.guestDataset(115)}@vzdump-${TS1}`)).toBe(true);
+    // what that other one did: protect the backup forget had already looked at
+    await tp().zfs.set(`${store.guestDataset(115)}@vzdump-${TS1}`, { 'vzdump-zfs:protected': '1' });
+    await held.release();
+    const result = await forgetting;
+    expect(result).toBeInstanceOf(ConflictError);
+    expect((result as Error).message).toBe(`backup '115/${TS1}' is protected - remove the protection first`);
+    expect((await store.get(115, TS1)).protected).toBe(true);
+    // protect waits the same way, and then goes ahead
+    const held2 = await acquireLock(lockDir, `${encodeURIComponent(tp().root)}.115.catalog`);
+    const unprotecting = store.setProtected(115, TS1, false);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await store.get(115, TS1)).protected).toBe(true);
+    await held2.release();
+    await unprotecting;
+    expect((await store.get(115, TS1)).protected).toBe(false);
+    await store.forget(115, TS1);
+    await tp().zfs.destroy(store.guestDataset(115), { recursive: true }); // later tests count the guests
   });
 
   describe('crash recovery', () => {

@@ -82,11 +82,8 @@ function optionalVmid(v: string | undefined): number | undefined {
   return v === undefined ? undefined : parseVmid(v);
 }
 
-/**
- * A backup named on the command line: its time, or the name of the archive it was stored from
- * (with the time that name holds, when it is a standard vzdump name of this guest).
- */
-type BackupRef = { timestamp: string; archive?: undefined } | { archive: string; timestamp?: string };
+/** A backup named on the command line: its time, or the exact name of the archive it was stored from. */
+type BackupRef = { timestamp: string; archive?: undefined } | { archive: string };
 
 /** TIMESTAMP as YYYY_MM_DD-HH_MM_SS, or the original archive file name; checked before the store is opened. */
 function parseBackupRef(v: string, vmid: number): BackupRef {
@@ -103,18 +100,17 @@ function parseBackupRef(v: string, vmid: number): BackupRef {
   try {
     parsed = parseArchiveName(archive);
   } catch {
-    return { archive }; // a non-standard name: only the store knows which backup it is
+    parsed = undefined; // a non-standard name: only the store knows which backup it is
   }
-  if (parsed.vmid !== vmid) throw new UsageError(`archive name '${v}' does not name a backup of guest ${vmid}`);
-  return { archive, timestamp: parsed.timestamp };
+  if (parsed && parsed.vmid !== vmid) throw new UsageError(`archive name '${v}' does not name a backup of guest ${vmid}`);
+  return { archive };
 }
 
-/** The backup time a reference stands for: by archive name first (a renamed backup keeps its name), then by the time in it. */
+/** The backup time a reference stands for: the backup stored from exactly that archive name (as PVE names a backup by its file). */
 async function resolveBackupRef(ctx: Context, vmid: number, ref: BackupRef): Promise<string> {
   if (ref.archive === undefined) return ref.timestamp;
   const named = (await ctx.store.list(vmid)).find((b) => b.archive === ref.archive);
   if (named) return named.timestamp;
-  if (ref.timestamp !== undefined) return ref.timestamp;
   throw new NotFoundError(`no backup of guest ${vmid} was stored from an archive named '${ref.archive}'`, 'backup', `${vmid}/${ref.archive}`);
 }
 
@@ -183,6 +179,7 @@ export function registerStoreCommands(program: Command): void {
           onWarning: (m) => ctx.log.warn(m),
         }).finally(() => progress.done());
         const b = r.backup;
+        if (signal.aborted) ctx.log.warn(`the stop came after the backup was committed: '${b.archive}' is stored`);
         if (r.status === 'already-stored') {
           process.stdout.write(`backup ${b.vmid}/${b.timestamp} ('${b.archive}') is already stored as '${b.snapshot}'\n`);
           return 0;

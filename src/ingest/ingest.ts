@@ -137,6 +137,11 @@ function checkHeader(header: VmaHeader, fileName: string): void {
   }
 }
 
+/** The error of an ingest stopped by its signal (SIGINT/SIGTERM in the CLI). */
+function stopped(fileName: string, cause?: unknown): VzError {
+  return new VzError(`ingest of '${fileName}' was stopped`, cause === undefined ? {} : { cause });
+}
+
 function sha256File(p: string): string {
   const h = createHash('sha256');
   const fd = fs.openSync(p, 'r');
@@ -272,7 +277,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       if (++sinceYield >= YIELD_EVERY) {
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
-        if (req.signal?.aborted) throw new VzError(`ingest of '${fileName}' was cancelled`);
+        if (req.signal?.aborted) throw stopped(fileName);
         if (req.onProgress && applied % 1024 === 0) req.onProgress({ clusters: applied, totalClusters });
       }
     }
@@ -361,6 +366,8 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       },
     };
     writeManifest(w.dir, manifest);
+    // the last moment a stop can still undo the write; once the snapshot is taken the backup exists
+    if (req.signal?.aborted) throw stopped(fileName);
     const backup = await w.commit(timestamp, {
       archive: fileName,
       ctime,
@@ -370,7 +377,9 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     });
     stats.seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     return { status: 'stored', backup, stats };
-  } catch (e) {
+  } catch (caught) {
+    // a stop surfaces wherever the work was (a killed decompressor, an aborted read): say what it was
+    const e = req.signal?.aborted ? stopped(fileName, caught) : caught;
     for (const s of syncs.values()) await s.discard();
     try {
       await w.abort();

@@ -171,6 +171,12 @@ describeZfs('store CLI', () => {
     expect(unknown.status).toBe(EXIT_CODES.VZ_ERR_NOT_FOUND);
     expect(unknown.err).toBe("vzdump-zfs: no backup of guest 206 was stored from an archive named 'nope.vma'\n");
     expect(fs.existsSync(path.join(work, 'nope.vma'))).toBe(false);
+    // only the exact name: the same time under another compression or format names no stored backup
+    for (const other of ['vzdump-qemu-206-2026_01_03-02_00_00.vma.lzo', 'vzdump-qemu-206-2026_01_03-02_00_00.tar.zst']) {
+      const r = cli(['forget', '206', other]);
+      expect(r.status).toBe(other.endsWith('.tar.zst') ? EXIT_CODES.VZ_ERR_USAGE : EXIT_CODES.VZ_ERR_NOT_FOUND);
+    }
+    expect(cli(['notes', '206', 'vzdump-qemu-206-2026_01_03-02_00_00.vma.zst']).status).toBe(0);
     const notAName = cli(['notes', '206', 'yesterday']);
     expect(notAName.status).toBe(EXIT_CODES.VZ_ERR_USAGE);
     expect(notAName.err).toBe("vzdump-zfs: invalid backup time 'yesterday' - expected YYYY_MM_DD-HH_MM_SS or the archive name\n");

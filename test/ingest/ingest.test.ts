@@ -465,6 +465,35 @@ describeZfs('ingest and restore on a real pool', () => {
     expect(fs.existsSync(missing)).toBe(false);
   });
 
+  it('a stopped ingest fails as stopped and leaves the guest at its last backup, also when stopped after the data pass', async () => {
+    const vmid = 131;
+    const first = await writeArchive(work, name(vmid, 1, 'vma.zst'), day1);
+    await ingestArchive(store, { archive: first, timeZone: 'UTC' });
+    const before = await store.list(vmid);
+    const day2: Guest = { configs: [conf('memory: 8192')], disks: [{ name: 'drive-scsi0', data: disk(40 * C, 7) }] };
+    const second = await writeArchive(work, name(vmid, 2, 'vma.zst'), day2);
+    // stopped as soon as it started: whatever it was doing fails, the guest rolls back
+    const early = new AbortController();
+    const during = ingestArchive(store, { archive: second, timeZone: 'UTC', signal: early.signal });
+    setImmediate(() => early.abort());
+    await expect(during).rejects.toThrow(`ingest of '${name(vmid, 2, 'vma.zst')}' was stopped`);
+    // after the data pass (its last progress report), before the snapshot
+    const late = new AbortController();
+    const after = ingestArchive(store, {
+      archive: second,
+      timeZone: 'UTC',
+      signal: late.signal,
+      onProgress: (p) => {
+        if (p.clusters === p.totalClusters) late.abort();
+      },
+    });
+    await expect(after).rejects.toThrow(`ingest of '${name(vmid, 2, 'vma.zst')}' was stopped`);
+    expect(await store.list(vmid)).toEqual(before);
+    expect(await liveImage(vmid, 'drive-scsi0')).toEqual(day1.disks[0]!.data);
+    // and the archive goes in once nothing stops it
+    await expect(ingestArchive(store, { archive: second, timeZone: 'UTC' })).resolves.toMatchObject({ status: 'stored' });
+  });
+
   it('a stopped restore leaves neither the output nor a partial file, and releases the snapshot', async () => {
     const vmid = 111;
     const ts = (await store.list(vmid))[0]!.timestamp;

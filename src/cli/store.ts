@@ -5,10 +5,10 @@
 import { Command, Option } from 'commander';
 import * as path from 'node:path';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config';
-import { NotFoundError, UsageError, VzError } from '../errors';
+import { ArchiveNameError, NotFoundError, UsageError, VzError } from '../errors';
 import { catalogTime, compressionFromFileName, parseArchiveName, type Compression } from '../archive/names';
 import { Zfs } from '../store/zfs';
-import { BackupStore, type BackupInfo } from '../store/store';
+import { BackupStore, datasetNameProblem, type BackupInfo } from '../store/store';
 import { pruneMark, validateKeepOptions, type KeepOptions, type PruneResult } from '../store/prune';
 import { checkIngestInput, ingestArchive } from '../ingest/ingest';
 import { restoreBackup } from '../restore/restore';
@@ -53,8 +53,11 @@ async function openStore(o: StoreOpts): Promise<Context> {
   const log = makeLogger(o);
   const root = o.dataset ?? cfg.store.dataset;
   if (!root) {
-    throw new UsageError(`no store dataset: set store.dataset in the config (${DEFAULT_CONFIG_PATH}) or pass --dataset ROOT`);
+    const file = o.config ?? process.env.VZDUMP_ZFS_CONFIG ?? DEFAULT_CONFIG_PATH;
+    throw new UsageError(`no store dataset: set store.dataset in the config ('${file}') or pass --dataset ROOT`);
   }
+  const badName = datasetNameProblem(root);
+  if (badName) throw new UsageError(`invalid store dataset '${root}' - ${badName}`);
   const zfs = new Zfs({ onCommand: (argv) => log.debug(`run: ${argv.join(' ')}`) });
   if (!(await zfs.exists(root))) {
     throw new NotFoundError(`store dataset '${root}' does not exist - create it with 'zfs create ${root}'`, 'dataset', root);
@@ -74,6 +77,12 @@ function withStoreOptions(cmd: Command): Command {
 
 function parseVmid(v: string): number {
   if (!/^[1-9]\d{2,8}$/.test(v)) throw new UsageError(`invalid guest id '${v}' - expected a number from 100 to 999999999`);
+  return Number(v);
+}
+
+/** `--threads N`: what zstd and pigz accept. */
+function parseThreads(v: string): number {
+  if (!/^[1-9]\d{0,2}$/.test(v) || Number(v) > 200) throw new UsageError(`invalid --threads '${v}' - expected a number from 1 to 200`);
   return Number(v);
 }
 
@@ -208,12 +217,17 @@ export function registerStoreCommands(program: Command): void {
     action(async (vmidArg: string, ts: string, o: StoreOpts & { output: string; compress?: Compression; threads: string }) => {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
+      if (o.output !== '-' && o.compress !== undefined) throw new UsageError(`--compress is for '-o -' only: the extension of '${o.output}' picks the compression`);
+      if (o.output !== '-' && !/.\.vma(\.(zst|lzo|gz))?$/.test(path.basename(o.output))) {
+        throw new ArchiveNameError(`'${o.output}': not a VMA archive name - the output must end in .vma, .vma.zst, .vma.lzo or .vma.gz`, o.output);
+      }
+      const threads = parseThreads(o.threads);
       const compression: Compression = o.output === '-' ? (o.compress ?? 'none') : compressionFromFileName(o.output);
       if (o.output === '-') stdoutCarriesData();
       const ctx = await openStore(o);
       const timestamp = await resolveBackupRef(ctx, vmid, ref);
       const r = await withStopSignals(ctx.log, 'stopping and removing the partial output', (signal) =>
-        restoreBackup(ctx.store, { vmid, timestamp, output: o.output, compression, threads: Number(o.threads) || 1, signal }),
+        restoreBackup(ctx.store, { vmid, timestamp, output: o.output, compression, threads, signal }),
       );
       ctx.log.info(`restored ${vmid}/${timestamp} to '${o.output}': ${humanBytes(r.bytes)} in ${r.seconds.toFixed(1)} s`);
     }),

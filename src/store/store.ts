@@ -217,6 +217,24 @@ function checkedValue(what: string, v: string): string {
   return enc;
 }
 
+/**
+ * What is wrong with `name` as the name of a file system dataset, or undefined: components of
+ * letters, digits and `_-.: ` (space), none empty, `.` or `..`, the pool's starting with a letter;
+ * no snapshot (`@`) or bookmark (`#`) part; at most 255 bytes.
+ */
+export function datasetNameProblem(name: string): string | undefined {
+  if (name === '') return 'expected a dataset name like tank/backup';
+  if (Buffer.byteLength(name) > 255) return 'longer than the 255 bytes ZFS allows';
+  if (/[@#]/.test(name)) return 'a snapshot or bookmark, expected a dataset name like tank/backup';
+  const parts = name.split('/');
+  if (parts.some((c) => c === '')) return "empty component (a leading, trailing or double '/')";
+  if (parts.some((c) => c === '.' || c === '..')) return "'.' and '..' are no dataset names";
+  const badChar = /[^A-Za-z0-9_.: /-]/.exec(name);
+  if (badChar) return `character ${JSON.stringify(badChar[0])} is not allowed in a dataset name`;
+  if (!/^[A-Za-z]/.test(parts[0]!)) return 'a pool name starts with a letter';
+  return undefined;
+}
+
 // ---------------------------------------------------------------- the store
 
 export class BackupStore {
@@ -231,9 +249,8 @@ export class BackupStore {
     readonly root: string,
     opts: BackupStoreOptions = {},
   ) {
-    if (!root || root.startsWith('/') || root.endsWith('/') || /[@#\n]/.test(root)) {
-      throw new ConfigError(`invalid store dataset '${root}' - expected a dataset name like 'tank/backup'`, 'store.dataset');
-    }
+    const bad = datasetNameProblem(root);
+    if (bad) throw new ConfigError(`invalid store dataset '${root}' - ${bad}`, 'store.dataset');
     this.recordsize = opts.recordsize ?? '64K';
     this.compression = opts.compression;
     this.lockDir = opts.lockDir ?? '/run/lock/vzdump-zfs';

@@ -54,3 +54,25 @@ test('--help and --version exit 0; no command shows the help and exits 2', async
   expect(none.code).toBe(2);
   expect(none.err).toMatch(/^Usage: vzdump-zfs \[options\] \[command\]/);
 });
+
+test('restore checks its output name and options before it opens the store', async () => {
+  const ts = '2026_01_01-00_00_00';
+  expect(await run('restore', '101', ts, '-o', 'out.tar.zst')).toEqual({
+    code: 11,
+    err: "vzdump-zfs: 'out.tar.zst': not a VMA archive name - the output must end in .vma, .vma.zst, .vma.lzo or .vma.gz\n",
+    out: '',
+  });
+  expect((await run('restore', '101', ts, '-o', '/tmp')).code).toBe(11);
+  expect(await run('restore', '101', ts, '-o', 'x.vma', '--compress', 'zst')).toEqual({
+    code: 2,
+    err: "vzdump-zfs: --compress is for '-o -' only: the extension of 'x.vma' picks the compression\n",
+    out: '',
+  });
+  for (const bad of ['abc', '0', '-1', '201']) {
+    expect(await run('restore', '101', ts, '-o', '-', '--threads', bad)).toEqual({
+      code: 2,
+      err: `vzdump-zfs: invalid --threads '${bad}' - expected a number from 1 to 200\n`,
+      out: '',
+    });
+  }
+});

@@ -7,7 +7,7 @@ import { buildSync } from 'esbuild';
 import { ConfigError, ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
 import { Zfs } from '../../src/store/zfs';
 import { acquireLock } from '../../src/store/lock';
-import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
+import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, datasetNameProblem, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
 import { clonesLeft, describeZfs, withTestPool } from '../helpers/zpool';
 
 const TS1 = '2025_01_02-03_04_05';
@@ -18,7 +18,7 @@ const TS3 = '2025_01_04-03_04_05';
 const dirtyMark = (pid: number): RegExp => new RegExp(`^${pid}@${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} since \\d+$`);
 
 test('a store dataset that is not a dataset name is a ConfigError naming store.dataset', () => {
-  for (const root of ['', '/tank/backup', 'tank/backup/', 'tank@snap', 'tank#bookmark', 'tank\nbackup']) {
+  for (const root of ['', '/tank/backup', 'tank/backup/', 'tank@snap', 'tank#bookmark', 'tank\nbackup', 'tank/st/../st', 'tank//st', '-x', '1tank/st', 'tank/st*']) {
     let err: unknown;
     try {
       new BackupStore(new Zfs(), root);
@@ -29,6 +29,13 @@ test('a store dataset that is not a dataset name is a ConfigError naming store.d
     expect((err as ConfigError).key).toBe('store.dataset');
     expect((err as Error).message).toContain(`invalid store dataset '${root}'`);
   }
+});
+
+test('datasetNameProblem accepts what ZFS names datasets with, spaces included', () => {
+  for (const ok of ['tank', 'tank/vzdump', 'rpool/data/back ups', 'tank/a_b-c.d:e']) expect(datasetNameProblem(ok)).toBeUndefined();
+  expect(datasetNameProblem('tank/st/../st')).toBe("'.' and '..' are no dataset names");
+  expect(datasetNameProblem('tank/st@vzdump-x')).toBe('a snapshot or bookmark, expected a dataset name like tank/backup');
+  expect(datasetNameProblem(`tank/${'x'.repeat(260)}`)).toBe('longer than the 255 bytes ZFS allows');
 });
 
 test('fitPropValue keeps text that fits and cuts longer text at a character boundary to the largest fitting prefix', () => {

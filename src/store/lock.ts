@@ -18,7 +18,7 @@
 import { link, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { IoError, LockedError } from '../errors';
 
@@ -39,7 +39,7 @@ export async function acquireLock(dir: string, name: string): Promise<Lock> {
   if (!/^[^/\0]+$/.test(name) || name === '.' || name === '..') {
     throw new IoError(`invalid lock name '${name}'`, join(dir, name));
   }
-  await mkdir(dir, { recursive: true });
+  await makeDir(dir);
   const path = join(dir, `${name}.lock`);
   for (let attempt = 0; attempt < 20; attempt++) {
     const mine = await tryCreate(path);
@@ -57,6 +57,33 @@ export async function acquireLock(dir: string, name: string): Promise<Lock> {
     await takeOverStale(path, holder);
   }
   throw new LockedError(`cannot acquire lock '${path}': it keeps changing hands`, name);
+}
+
+/**
+ * mkdir -p without Node's recursive mode (which loops forever under /proc, for one): each missing
+ * ancestor in turn, failing with one IoError that names the directory.
+ */
+async function makeDir(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    const s = await stat(d).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? undefined : Promise.reject(e))).catch((e: Error) => {
+      throw new IoError(`cannot create lock directory '${dir}': ${e.message}`, dir, { cause: e });
+    });
+    if (s) {
+      if (!s.isDirectory()) throw new IoError(`cannot create lock directory '${dir}': '${d}' is not a directory`, dir);
+      break;
+    }
+    missing.unshift(d);
+    if (dirname(d) === d) break;
+  }
+  for (const d of missing) {
+    try {
+      await mkdir(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw new IoError(`cannot create lock directory '${dir}': ${(e as Error).message}`, dir, { cause: e });
+    }
+  }
 }
 
 async function tryCreate(path: string): Promise<Lock | undefined> {

@@ -148,6 +148,15 @@ test('a lock file never exists without its content, so a reader never sees it em
   expect(reads).toBeGreaterThan(0);
 });
 
+test('a lock directory that cannot be made fails at once with one error naming it (no hang under /proc)', async () => {
+  await expect(acquireLock('/proc/vzdump-zfs-nope/locks', 'g')).rejects.toThrow(/^cannot create lock directory '\/proc\/vzdump-zfs-nope\/locks': /);
+  await writeFile(join(dir, 'afile'), 'x');
+  await expect(acquireLock(join(dir, 'afile', 'locks'), 'g')).rejects.toThrow(`cannot create lock directory '${join(dir, 'afile', 'locks')}': '${join(dir, 'afile')}' is not a directory`);
+  const deep = join(dir, 'a', 'b', 'c');
+  await (await acquireLock(deep, 'g')).release();
+  await access(deep);
+});
+
 test('a lock name that is not a plain file name is refused', async () => {
   for (const bad of ['../guest', 'a/b', '..', '.', '']) {
     await expect(acquireLock(dir, bad)).rejects.toThrow(`invalid lock name '${bad}'`);

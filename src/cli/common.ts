@@ -99,11 +99,16 @@ export function setJsonErrors(on: boolean): void {
   jsonErrors = on;
 }
 
+/** A message on one line: control characters (a newline in a file name) shown as \xNN. */
+function oneLine(message: string): string {
+  return message.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 /** Print an error as one line and return the exit code it maps to. */
 export function reportError(err: unknown): number {
   if (VzError.isVzError(err)) {
     if (jsonErrors) process.stderr.write(JSON.stringify({ code: err.code, message: err.message }) + '\n');
-    else process.stderr.write(`vzdump-zfs: ${err.message}\n`);
+    else process.stderr.write(`vzdump-zfs: ${oneLine(err.message)}\n`);
     return EXIT_CODES[err.code] ?? 1;
   }
   const e = err as NodeJS.ErrnoException;
@@ -113,7 +118,7 @@ export function reportError(err: unknown): number {
     return reportError(new IoError('standard output was closed by its reader before the archive was complete', '-', { cause: err }));
   }
   if (jsonErrors) process.stderr.write(JSON.stringify({ code: 'VZ_ERR', message: msg }) + '\n');
-  else process.stderr.write(`vzdump-zfs: ${msg}\n`);
+  else process.stderr.write(`vzdump-zfs: ${oneLine(msg)}\n`);
   if (process.env.VZDUMP_ZFS_DEBUG && e && e.stack) process.stderr.write(e.stack + '\n');
   return 1;
 }

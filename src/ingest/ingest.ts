@@ -87,6 +87,10 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
     parsed = parseArchiveName(fileName);
   } catch (e) {
     if (vmid === undefined || timestamp === undefined) {
+      // a vzdump name whose time is impossible: say so, rather than that it is no vzdump name
+      const shaped = /^vzdump-qemu-\d+-(\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2})\.vma(\.(zst|lzo|gz))?$/.exec(fileName);
+      const badTime = shaped && timestamp === undefined ? timestampProblem(shaped[1]!) : undefined;
+      if (badTime) throw new ArchiveNameError(`'${fileName}': time '${shaped![1]}' in the name is not a backup time - ${badTime}`, fileName, { cause: e });
       if (e instanceof ArchiveNameError && /\.vma(\.(zst|lzo|gz))?$/.test(fileName)) {
         throw new ArchiveNameError(`'${fileName}': not a standard vzdump name (vzdump-qemu-<vmid>-YYYY_MM_DD-HH_MM_SS.vma...) - pass --vmid and --time`, fileName, { cause: e });
       }

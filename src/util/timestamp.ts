@@ -12,6 +12,8 @@ export function timestampFields(ts: string): WallTime | string {
   const m = TIMESTAMP_RE.exec(ts);
   if (!m) return `expected YYYY_MM_DD-HH_MM_SS`;
   const [year, month, day, hour, minute, second] = m.slice(1).map(Number) as [number, number, number, number, number, number];
+  // backup times are epoch seconds, never negative (vzdump has no archives from before 1970)
+  if (year < 1970) return `year ${year} is before 1970`;
   if (month < 1 || month > 12) return `month ${month} out of range 1..12`;
   const dim = new Date(Date.UTC(year, month, 0)).getUTCDate();
   if (day < 1 || day > dim) return `day ${day} out of range 1..${dim}`;

@@ -1,6 +1,6 @@
 /** src/cli/common.ts: stopping on SIGINT/SIGTERM through the command's own error path, and EPIPE on stdout. */
 import { reportError, stdoutCarriesData, stoppedBySignal, withStopSignals, type Logger } from '../../src/cli/common';
-import { EXIT_CODES } from '../../src/errors';
+import { EXIT_CODES, VzError } from '../../src/errors';
 
 function quietLogger(): Logger & { warnings: string[] } {
   const warnings: string[] = [];
@@ -59,4 +59,16 @@ test('EPIPE on stdout is a quiet end for listings, and a one-line failure once s
   } finally {
     spy.mockRestore();
   }
+});
+
+test('an error message is printed on one line: control characters in it (a newline in a file name) are escaped', () => {
+  const written: string[] = [];
+  const spy = jest.spyOn(process.stderr, 'write').mockImplementation((c) => (written.push(String(c)), true));
+  try {
+    expect(reportError(new VzError("'vzdump-qemu-100-x\ny.vma': not a standard vzdump name"))).toBe(1);
+    expect(reportError(new Error('plain\tfailure'))).toBe(1);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(written).toEqual(["vzdump-zfs: 'vzdump-qemu-100-x\\x0ay.vma': not a standard vzdump name\n", 'vzdump-zfs: plain\\x09failure\n']);
 });

@@ -12,6 +12,7 @@ describe('backup timestamps', () => {
     ['2026_13_01-00_00_00', /month 13/],
     ['2026_02_29-00_00_00', /day 29 out of range 1..28/],
     ['2026_01_01-24_00_00', /hour 24/],
+    ['1969_12_31-23_59_59', /year 1969 is before 1970/],
   ])('%s is refused', (ts, why) => {
     expect(timestampProblem(ts)).toMatch(why);
   });
@@ -19,5 +20,10 @@ describe('backup timestamps', () => {
   test('ingest --time takes the same check as archive names', () => {
     expect(() => ingestTarget('/x/odd-name.vma', { vmid: 101, timestamp: '2026_13_01-00_00_00' })).toThrow(/time '2026_13_01-00_00_00' is not a backup time - month 13/);
     expect(ingestTarget('/x/odd-name.vma', { vmid: 101, timestamp: '2026_12_01-00_00_00' }).timestamp).toBe('2026_12_01-00_00_00');
+    // a time before 1970 is refused up front, naming the file, not after the data pass
+    expect(() => ingestTarget('/x/vzdump-qemu-100-1969_12_31-23_59_59.vma')).toThrow(
+      "'vzdump-qemu-100-1969_12_31-23_59_59.vma': time '1969_12_31-23_59_59' in the name is not a backup time - year 1969 is before 1970",
+    );
+    expect(() => ingestTarget('/x/vzdump-qemu-100-2026_02_30-02_00_00.vma.zst')).toThrow(/time '2026_02_30-02_00_00' in the name is not a backup time - day 30 out of range 1..28$/);
   });
 });

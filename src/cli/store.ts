@@ -59,10 +59,8 @@ async function openStore(o: StoreOpts): Promise<Context> {
   const badName = datasetNameProblem(root);
   if (badName) throw new UsageError(`invalid store dataset '${root}' - ${badName}`);
   const zfs = new Zfs({ onCommand: (argv) => log.debug(`run: ${argv.join(' ')}`) });
-  if (!(await zfs.exists(root))) {
-    throw new NotFoundError(`store dataset '${root}' does not exist - create it with 'zfs create ${root}'`, 'dataset', root);
-  }
   const store = new BackupStore(zfs, root, { recordsize: cfg.store.recordsize, compression: cfg.store.compression, lockDir: cfg.store.lockDir });
+  await store.checkRoot();
   return { cfg, store, log, timeZone: tz ?? cfg.pve.timeZone };
 }
 

@@ -256,6 +256,24 @@ export class BackupStore {
     this.lockDir = opts.lockDir ?? '/run/lock/vzdump-zfs';
   }
 
+  /**
+   * Checks that the root exists and is a store root: a file system, and no guest dataset (which
+   * carries the write records); NotFoundError or UsageError otherwise. One zfs command.
+   */
+  async checkRoot(): Promise<void> {
+    let props: Record<string, string>;
+    try {
+      props = await this.zfs.get(this.root, ['type', P.committed, P.dirty]);
+    } catch (e) {
+      if (isNotExist(e)) throw new NotFoundError(`store dataset '${this.root}' does not exist - create it with 'zfs create ${this.root}'`, 'dataset', this.root, { cause: e });
+      throw e;
+    }
+    if (props.type !== 'filesystem') throw new UsageError(`store dataset '${this.root}' is a ${props.type}, not a file system`);
+    if (props[P.committed] !== '-' || props[P.dirty] !== '-') {
+      throw new UsageError(`'${this.root}' is (inside) the dataset of one guest, not a store root - pass the store's root dataset`);
+    }
+  }
+
   guestDataset(vmid: number): string {
     checkVmid(vmid);
     return `${this.root}/${vmid}`;

@@ -306,6 +306,15 @@ describeZfs('store CLI', () => {
     expect(r.status).toBe(EXIT_CODES.VZ_ERR_NOT_FOUND);
   });
 
+  it('refuses a guest dataset, or a snapshot, as the store root', () => {
+    const guest = cli(['list', '--dataset', `${tp.root}/200`]);
+    expect(guest.status).toBe(EXIT_CODES.VZ_ERR_USAGE);
+    expect(guest.err).toBe(`vzdump-zfs: '${tp.root}/200' is (inside) the dataset of one guest, not a store root - pass the store's root dataset\n`);
+    const snap = cli(['list', '--dataset', `${tp.root}/200@vzdump-2026_01_02-02_00_00`]);
+    expect(snap.status).toBe(EXIT_CODES.VZ_ERR_USAGE);
+    expect(snap.err).toMatch(/^vzdump-zfs: invalid store dataset '.*' - a snapshot or bookmark/);
+  });
+
   it('says when a backup is already stored and exits 0', async () => {
     const p = path.join(work, 'vzdump-qemu-201-2026_01_01-03_00_00.vma.zst');
     const r = cli(['ingest', p]);

@@ -76,6 +76,11 @@ export function parseArchiveName(fileName: string): ArchiveName {
   return { fileName: base, vmtype, format, compression, ext, vmid: Number(std[1]), timestamp, standard: true };
 }
 
+/** True when `fileName` (a base name) ends like a VMA archive: `.vma`, `.vma.zst`, `.vma.lzo`, `.vma.gz`, with something before it. */
+export function isVmaFileName(fileName: string): boolean {
+  return /.\.vma(\.(zst|lzo|gz))?$/.test(fileName);
+}
+
 /**
  * The compression implied by an output or input file name for `vma create`/`vma list` and
  * restore targets: `.vma` (or `-` for stdin/stdout) = none, `.zst`, `.lzo`, `.gz`.

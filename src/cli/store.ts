@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import * as path from 'node:path';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config';
 import { ArchiveNameError, NotFoundError, UsageError, VzError } from '../errors';
-import { catalogTime, compressionFromFileName, parseArchiveName, type Compression } from '../archive/names';
+import { catalogTime, compressionFromFileName, isVmaFileName, parseArchiveName, type Compression } from '../archive/names';
 import { Zfs } from '../store/zfs';
 import { BackupStore, datasetNameProblem, type BackupInfo } from '../store/store';
 import { pruneMark, validateKeepOptions, type KeepOptions, type PruneResult } from '../store/prune';
@@ -56,7 +56,8 @@ async function openStore(o: StoreOpts): Promise<Context> {
     const file = o.config ?? process.env.VZDUMP_ZFS_CONFIG ?? DEFAULT_CONFIG_PATH;
     throw new UsageError(`no store dataset: set store.dataset in the config ('${file}') or pass --dataset ROOT`);
   }
-  const badName = datasetNameProblem(root);
+  // a bad --dataset is a usage error; a bad store.dataset is the config's (BackupStore says so)
+  const badName = o.dataset !== undefined ? datasetNameProblem(o.dataset) : undefined;
   if (badName) throw new UsageError(`invalid store dataset '${root}' - ${badName}`);
   const zfs = new Zfs({ onCommand: (argv) => log.debug(`run: ${argv.join(' ')}`) });
   const store = new BackupStore(zfs, root, { recordsize: cfg.store.recordsize, compression: cfg.store.compression, lockDir: cfg.store.lockDir });
@@ -100,7 +101,7 @@ function parseBackupRef(v: string, vmid: number): BackupRef {
   if (hasTimestampShape(v)) throw new UsageError(`invalid backup time '${v}' - ${bad}`);
   const archive = path.basename(v);
   // what ingest accepts as a name: a VMA archive
-  if (!/.\.vma(\.(zst|lzo|gz))?$/.test(archive)) {
+  if (!isVmaFileName(archive)) {
     throw new UsageError(`invalid backup time '${v}' - expected YYYY_MM_DD-HH_MM_SS or the archive name`);
   }
   let parsed;
@@ -216,7 +217,7 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
       if (o.output !== '-' && o.compress !== undefined) throw new UsageError(`--compress is for '-o -' only: the extension of '${o.output}' picks the compression`);
-      if (o.output !== '-' && !/.\.vma(\.(zst|lzo|gz))?$/.test(path.basename(o.output))) {
+      if (o.output !== '-' && !isVmaFileName(path.basename(o.output))) {
         throw new ArchiveNameError(`'${o.output}': not a VMA archive name - the output must end in .vma, .vma.zst, .vma.lzo or .vma.gz`, o.output);
       }
       const threads = parseThreads(o.threads);

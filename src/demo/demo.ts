@@ -12,7 +12,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConflictError, IntegrityError, NotFoundError } from '../errors';
+import { ConflictError, IntegrityError } from '../errors';
 import { expandCluster } from '../vma/reader';
 import { CLUSTER_SIZE } from '../vma/constants';
 import { readArchiveRecords } from '../ingest/archive-records';
@@ -119,9 +119,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoRow[]> {
   const vmid = 100;
   if (o.dataset !== undefined) {
     // the demo's guest goes into the user's store: never into a guest that is already there
-    if (!(await zfs.exists(o.dataset))) {
-      throw new NotFoundError(`store dataset '${o.dataset}' does not exist - create it with 'zfs create ${o.dataset}'`, 'dataset', o.dataset);
-    }
+    await new BackupStore(zfs, o.dataset).checkRoot();
     const guest = `${o.dataset}/${vmid}`;
     if (await zfs.exists(guest)) {
       throw new ConflictError(`'${guest}' already exists - the demo stores its guest ${vmid} there; pass another --dataset, or remove it`, guest);

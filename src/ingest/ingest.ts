@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArchiveNameError, ConflictError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
-import { compressionFromFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
+import { compressionFromFileName, isVmaFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { readArchiveRecords } from './archive-records';
 import { assertSafeName, clusterCount } from '../vma/names';
@@ -91,14 +91,14 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
       const shaped = /^vzdump-qemu-\d+-(\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2})\.vma(\.(zst|lzo|gz))?$/.exec(fileName);
       const badTime = shaped && timestamp === undefined ? timestampProblem(shaped[1]!) : undefined;
       if (badTime) throw new ArchiveNameError(`'${fileName}': time '${shaped![1]}' in the name is not a backup time - ${badTime}`, fileName, { cause: e });
-      if (e instanceof ArchiveNameError && /\.vma(\.(zst|lzo|gz))?$/.test(fileName)) {
+      if (e instanceof ArchiveNameError && isVmaFileName(fileName)) {
         throw new ArchiveNameError(`'${fileName}': not a standard vzdump name (vzdump-qemu-<vmid>-YYYY_MM_DD-HH_MM_SS.vma...) - pass --vmid and --time`, fileName, { cause: e });
       }
       throw e;
     }
     // a non-vzdump name with explicit guest and time: the extension must still say VMA
     compressionFromFileName(fileName);
-    if (!/\.vma(\.(zst|lzo|gz))?$/.test(fileName)) {
+    if (!isVmaFileName(fileName)) {
       throw new ArchiveNameError(`'${fileName}': not a VMA archive (expected .vma, .vma.zst, .vma.lzo or .vma.gz)`, fileName);
     }
   }

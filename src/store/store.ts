@@ -274,6 +274,11 @@ export class BackupStore {
     }
   }
 
+  /** The guest's lock file name in lockDir (the write lock; `.catalog` added for protect and forget). */
+  private lockName(vmid: number): string {
+    return `${encodeURIComponent(this.root)}.${vmid}`;
+  }
+
   guestDataset(vmid: number): string {
     checkVmid(vmid);
     return `${this.root}/${vmid}`;
@@ -415,7 +420,7 @@ export class BackupStore {
    * Ingest does not take it: its rollback never destroys a committed backup.
    */
   private async withCatalogLock<T>(vmid: number, fn: () => Promise<T>): Promise<T> {
-    const name = `${encodeURIComponent(this.root)}.${vmid}.catalog`;
+    const name = `${this.lockName(vmid)}.catalog`;
     const deadline = Date.now() + CATALOG_LOCK_WAIT_MS;
     let lock: Lock;
     for (;;) {
@@ -453,7 +458,7 @@ export class BackupStore {
 
   async beginWrite(vmid: number): Promise<GuestWrite> {
     const ds = this.guestDataset(vmid);
-    const lock = await acquireLock(this.lockDir, `${encodeURIComponent(this.root)}.${vmid}`).catch((e: unknown) => {
+    const lock = await acquireLock(this.lockDir, this.lockName(vmid)).catch((e: unknown) => {
       if (!(e instanceof LockedError)) throw e;
       throw new LockedError(`guest ${vmid} is being written by pid ${e.holder ?? 'unknown'} (another ingest; lock file in '${this.lockDir}')`, `${vmid}`, e.holder, { cause: e });
     });

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import {
+  isVmaFileName,
   archiveFileName,
   compressionFromFileName,
   epochToTimestamp,
@@ -185,4 +186,9 @@ describe('timestamps and time zones', () => {
     expect(() => timestampToEpoch('2024_02_30-00_00_00', 'UTC')).toThrow(ArchiveNameError);
     expect(() => timestampToEpoch('2024_01_01-24_00_00', 'UTC')).toThrow(/hour 24/);
   });
+});
+
+test('isVmaFileName: a name before .vma, .vma.zst, .vma.lzo or .vma.gz', () => {
+  for (const ok of ['a.vma', 'before-upgrade.vma.zst', 'vzdump-qemu-100-2026_01_01-00_00_00.vma.lzo', 'x.vma.gz']) expect(isVmaFileName(ok)).toBe(true);
+  for (const bad of ['.vma', 'a.tar.zst', 'a.vma.bz2', 'a.vma.zst.partial-1', 'a.zst', 'vma']) expect(isVmaFileName(bad)).toBe(false);
 });

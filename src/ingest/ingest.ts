@@ -238,6 +238,8 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
 
   const before = await findExisting(store, vmid, timestamp, fileName, st.size);
   if (before) return { status: 'already-stored', backup: before };
+  // read before the data pass, so an unreadable side file fails the ingest before it writes anything
+  const side: SideFiles = parsedName ? await readSideFiles(req.archive) : { protected: false };
   await loadClusterDigests();
 
   const t0 = process.hrtime.bigint();
@@ -327,7 +329,6 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       writeIfChanged(path.join(w.dir, c.name), c.data);
       configs.push({ name: c.name, size: c.data.length, sha256: createHash('sha256').update(c.data).digest('hex') });
     }
-    const side: SideFiles = parsedName ? await readSideFiles(req.archive) : { protected: false };
     const log = side.log;
     if (log !== undefined) writeIfChanged(path.join(w.dir, LOG_FILE), Buffer.from(log, 'utf8'));
     else fs.rmSync(path.join(w.dir, LOG_FILE), { force: true });

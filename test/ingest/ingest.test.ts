@@ -494,6 +494,21 @@ describeZfs('ingest and restore on a real pool', () => {
     await expect(ingestArchive(store, { archive: second, timeZone: 'UTC' })).resolves.toMatchObject({ status: 'stored' });
   });
 
+  it('an unreadable side file fails the ingest before it writes anything', async () => {
+    const vmid = 132;
+    const p = await writeArchive(work, name(vmid, 1, 'vma.zst'), day1);
+    fs.mkdirSync(`${p}.notes`); // PVE's notes file, but a directory
+    const begin = jest.spyOn(store, 'beginWrite');
+    try {
+      await expect(ingestArchive(store, { archive: p, timeZone: 'UTC' })).rejects.toThrow(`'${p}.notes': cannot read - EISDIR`);
+      expect(begin).not.toHaveBeenCalled();
+    } finally {
+      begin.mockRestore();
+      fs.rmdirSync(`${p}.notes`);
+    }
+    expect(await tp.zfs.exists(store.guestDataset(vmid))).toBe(false);
+  });
+
   it('a stopped restore leaves neither the output nor a partial file, and releases the snapshot', async () => {
     const vmid = 111;
     const ts = (await store.list(vmid))[0]!.timestamp;

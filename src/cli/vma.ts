@@ -224,15 +224,15 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
         const h = rec.header;
         stats.totalClusters = h.devices.reduce((n, d) => n + clusterCount(d.size), 0);
         // check every name before touching the file system
-        for (const c of h.configs) assertSafeName(c.name, 'config name');
+        for (const c of h.configs) assertSafeName(c.name, `config name in '${label}'`);
         const fileOf = (d: { name: string }) => (d.name === 'vmstate' ? 'vmstate.bin' : `disk-${d.name}.raw`);
         const reserved = new Set<string>();
         for (const d of h.devices) {
-          assertSafeName(d.name, 'device name');
+          assertSafeName(d.name, `device name in '${label}'`);
           reserved.add(fileOf(d)).add(`tmp-${fileOf(d)}`);
         }
         for (const c of h.configs) {
-          if (reserved.has(c.name)) throw new UnsafeNameError(`unsafe config name '${c.name}' - collides with a disk file of the archive`, c.name);
+          if (reserved.has(c.name)) throw new UnsafeNameError(`unsafe config name in '${label}' '${c.name}' - collides with a disk file of the archive`, c.name);
         }
         if (wanted) {
           for (const w of wanted) {

@@ -264,7 +264,7 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
     signal?.throwIfAborted();
     if (pumpError) throw pumpError; // the input failed first (and the child was killed for it)
     if (status.err) throw missingBinary(status.err);
-    const tail = stderrTail(stderr);
+    const tail = explainTail(tool, stderrTail(stderr));
     if (status.code !== 0) {
       // not awaiting the pump: it may be waiting on a slow input; the finally block stops it
       const how = status.sig ? `killed by signal ${status.sig}` : `exit ${status.code}`;
@@ -287,6 +287,15 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
     }
     if (killTimer) clearTimeout(killTimer);
   }
+}
+
+/**
+ * A tool's stderr made plain where it misleads: lzop reports a stream that ends early as the
+ * leftover errno of its last read, "Inappropriate ioctl for device".
+ */
+function explainTail(tool: string, tail: string): string {
+  if (tool === 'lzop' && /Inappropriate ioctl for device/.test(tail)) return `${tail} (unexpected end of the compressed data: the file is truncated)`;
+  return tail;
 }
 
 /** Pass-through for 'none', honouring the signal. */

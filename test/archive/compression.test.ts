@@ -130,6 +130,12 @@ describe('corrupt and truncated input is an error, never a short read', () => {
     expect(err.argv).toEqual(decompressArgv(c));
   });
 
+  test("lzop's message for a cut stream says that it is truncated", async () => {
+    const p = packed.lzo!;
+    const err = await collect(decompress(chunksOf(p.subarray(0, Math.floor(p.length / 2))), 'lzo', { label: 'x.vma.lzo' })).catch((e) => e);
+    expect(err.message).toMatch(/\(unexpected end of the compressed data: the file is truncated\)$/);
+  });
+
   test.each(codecs)('%s truncated file via openArchive', async (c) => {
     const p = packed[c]!;
     const f = path.join(dir, `trunc.vma.${c}`);

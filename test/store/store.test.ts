@@ -229,11 +229,15 @@ describeZfs('BackupStore', () => {
     (await tp().zfs.list(store.guestDataset(vmid), { type: 'snapshot', depth: 1, props: [] })).map((r) => r.name.split('@')[1]!);
   /** Waits for the next whole second: zfs `creation` has a resolution of one second. */
   const nextSecond = () => new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 50));
+  /** A guest's first backup, at TS1: one 64 KiB disk file of byte 1, committed. */
+  const firstBackup = async (vmid: number): Promise<void> => {
+    const w = await store.beginWrite(vmid);
+    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 1));
+    await w.commit(TS1, props('a.vma'));
+  };
 
   test('abort drops snapshots other tools took during the write, and goes back to one they took between writes', async () => {
-    const w1 = await store.beginWrite(110);
-    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
-    await w1.commit(TS1, props('a.vma'));
+    await firstBackup(110);
     await nextSecond();
     await tp().zfs.snapshot(`${store.guestDataset(110)}@autosnap-before`); // e.g. zfs-auto-snapshot, sanoid
     await nextSecond();
@@ -250,9 +254,7 @@ describeZfs('BackupStore', () => {
   });
 
   test('abort after every backup of the guest was forgotten destroys the dataset (its digests describe no backup)', async () => {
-    const w1 = await store.beginWrite(111);
-    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
-    await w1.commit(TS1, props('a.vma'));
+    await firstBackup(111);
     await store.forget(111, TS1);
     expect(await tp().zfs.exists(store.guestDataset(111))).toBe(true); // kept as the base of the next ingest
     const w = await store.beginWrite(111);
@@ -267,9 +269,7 @@ describeZfs('BackupStore', () => {
   });
 
   test('a snapshot another tool took during an earlier write is no state to go back to, even once that backup is forgotten', async () => {
-    const w1 = await store.beginWrite(113);
-    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
-    await w1.commit(TS1, props('a.vma'));
+    await firstBackup(113);
     await nextSecond();
     const w2 = await store.beginWrite(113);
     await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 2));
@@ -301,9 +301,7 @@ describeZfs('BackupStore', () => {
   });
 
   test('a backup whose commit was cut short still counts as committed once that backup is forgotten', async () => {
-    const w1 = await store.beginWrite(114);
-    await writeFile(join(w1.dir, 'disk.raw'), Buffer.alloc(65536, 1));
-    await w1.commit(TS1, props('a.vma'));
+    await firstBackup(114);
     await nextSecond();
     const w2 = await store.beginWrite(114);
     await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 2));
@@ -326,9 +324,7 @@ describeZfs('BackupStore', () => {
   });
 
   test('forget checks protection under the catalog lock, so a protect that gets in first wins', async () => {
-    const w = await store.beginWrite(115);
-    await writeFile(join(w.dir, 'disk.raw'), Buffer.alloc(65536, 1));
-    await w.commit(TS1, props('a.vma'));
+    await firstBackup(115);
     // another protect or forget of this guest is under way: ours waits for it
     const held = await acquireLock(lockDir, `${encodeURIComponent(tp().root)}.115.catalog`);
     const forgetting = store.forget(115, TS1).then(

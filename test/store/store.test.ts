@@ -7,7 +7,7 @@ import { buildSync } from 'esbuild';
 import { ConfigError, ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
 import { Zfs } from '../../src/store/zfs';
 import { acquireLock } from '../../src/store/lock';
-import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, datasetNameProblem, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
+import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, type GuestWrite, datasetNameProblem, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
 import { clonesLeft, describeZfs, withTestPool } from '../helpers/zpool';
 
 const TS1 = '2025_01_02-03_04_05';
@@ -268,21 +268,39 @@ describeZfs('BackupStore', () => {
     await w2.abort();
   });
 
-  test('a snapshot another tool took during an earlier write is no state to go back to, even once that backup is forgotten', async () => {
-    await firstBackup(113);
+  test.each([
+    [
+      113,
+      'committed',
+      async (w: GuestWrite) => {
+        await w.commit(TS2, props('b.vma'));
+      },
+    ],
+    [
+      114,
+      'whose commit was cut short (the snapshot taken, the process dead before it recorded the commit, then recovered)',
+      async (w: GuestWrite) => {
+        await store.snapshotWithProps(`${w.dataset}@vzdump-${TS2}`, store.encodeProps(props('b.vma')));
+        await w.abort();
+        expect(await snapNames(114)).toEqual([`vzdump-${TS1}`, 'autosnap-mid', `vzdump-${TS2}`]);
+      },
+    ],
+  ])('a snapshot another tool took during the write of a backup that was then forgotten is no state to go back to (guest %i: %s)', async (vmid, _how, commitDay2) => {
+    await firstBackup(vmid);
     await nextSecond();
-    const w2 = await store.beginWrite(113);
+    const w2 = await store.beginWrite(vmid);
     await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 2));
     await tp().zfs.snapshot(`${w2.dataset}@autosnap-mid`); // half of day 2 written
     await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 3));
     await nextSecond();
-    await w2.commit(TS2, props('b.vma'));
-    await store.forget(113, TS2);
+    await commitDay2(w2);
+    await store.forget(vmid, TS2);
     await nextSecond();
-    const w3 = await store.beginWrite(113);
+    const w3 = await store.beginWrite(vmid);
     await writeFile(join(w3.dir, 'disk.raw'), Buffer.alloc(65536, 4));
     await w3.abort();
-    expect(await snapNames(113)).toEqual([`vzdump-${TS1}`]);
+    // back to day 1, not to the half-written autosnap-mid
+    expect(await snapNames(vmid)).toEqual([`vzdump-${TS1}`]);
     expect(await readFile(join(w3.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
     await tp().zfs.destroy(w3.dataset, { recursive: true }); // later tests count the guests
   });
@@ -298,29 +316,6 @@ describeZfs('BackupStore', () => {
     expect(await readFile(join(w.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
     expect((await store.list(112)).map((b) => b.timestamp)).toEqual([TS1]);
     await tp().zfs.destroy(w.dataset, { recursive: true }); // later tests count the guests
-  });
-
-  test('a backup whose commit was cut short still counts as committed once that backup is forgotten', async () => {
-    await firstBackup(114);
-    await nextSecond();
-    const w2 = await store.beginWrite(114);
-    await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 2));
-    await tp().zfs.snapshot(`${w2.dataset}@autosnap-mid`); // half of day 2 written
-    await writeFile(join(w2.dir, 'disk.raw'), Buffer.alloc(65536, 3));
-    await nextSecond();
-    // the commit snapshot is taken, then the process dies before it records the commit; the next run recovers
-    await store.snapshotWithProps(`${w2.dataset}@vzdump-${TS2}`, store.encodeProps(props('b.vma')));
-    await w2.abort();
-    expect(await snapNames(114)).toEqual([`vzdump-${TS1}`, 'autosnap-mid', `vzdump-${TS2}`]);
-    await store.forget(114, TS2);
-    await nextSecond();
-    const w3 = await store.beginWrite(114);
-    await writeFile(join(w3.dir, 'disk.raw'), Buffer.alloc(65536, 4));
-    await w3.abort();
-    // back to day 1, not to the half-written autosnap-mid
-    expect(await snapNames(114)).toEqual([`vzdump-${TS1}`]);
-    expect(await readFile(join(w3.dir, 'disk.raw'))).toEqual(Buffer.alloc(65536, 1));
-    await tp().zfs.destroy(w3.dataset, { recursive: true }); // later tests count the guests
   });
 
   test('forget checks protection under the catalog lock, so a protect that gets in first wins', async () => {

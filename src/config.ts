@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import type { ErrorObject, ValidateFunction } from 'ajv';
 import { ConfigError } from './errors';
 import { isKnownTimeZone } from './util/localtime';
+import { datasetNameProblem } from './store/zfs';
 
 export const DEFAULT_CONFIG_PATH = '/etc/vzdump-zfs/config.yaml';
 
@@ -42,7 +43,7 @@ export const CONFIG_SCHEMA = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.:/ -]*[A-Za-z0-9_.:-]$', maxLength: 200 },
+        dataset: { type: 'string' }, // checked by datasetNameProblem below, the store's own rule
         recordsize: { type: 'string', pattern: '^(4|8|16|32|64|128|256|512|1024)[Kk]$|^1[Mm]$' },
         compression: { type: 'string', pattern: '^(on|off|lz4|zstd(-[0-9]+)?|gzip(-[1-9])?|lzjb|zle)$' },
         lockDir: { type: 'string', pattern: '^/' },
@@ -110,6 +111,8 @@ export function validateConfig(raw: unknown, source: string): Config {
     store: { ...DEFAULTS.store, ...(v.store ?? {}) },
     pve: { ...DEFAULTS.pve, ...(v.pve ?? {}) },
   };
+  const badDataset = cfg.store.dataset !== undefined ? datasetNameProblem(cfg.store.dataset) : undefined;
+  if (badDataset) throw new ConfigError(`config ${source}: store.dataset '${cfg.store.dataset}' is not a dataset name - ${badDataset}`, 'store.dataset');
   if (cfg.pve.timeZone && !isKnownTimeZone(cfg.pve.timeZone)) {
     throw new ConfigError(`config ${source}: pve.timeZone '${cfg.pve.timeZone}' is not a known IANA time zone`, 'pve.timeZone');
   }

@@ -34,13 +34,28 @@ const GUARD_STALE_MS = 10000;
 /** A lock file with no readable pid younger than this is being written right now: treat as held. */
 const FRESH_MS = 5000;
 
-/** Takes lock `name` in `dir` (created if missing), or throws LockedError naming the live holder. */
-export async function acquireLock(dir: string, name: string): Promise<Lock> {
+/**
+ * Takes lock `name` in `dir` (created if missing), or throws LockedError naming the live holder;
+ * with `waitMs`, a held lock is tried again until that much time has passed.
+ */
+export async function acquireLock(dir: string, name: string, opts: { waitMs?: number } = {}): Promise<Lock> {
   if (!/^[^/\0]+$/.test(name) || name === '.' || name === '..') {
     throw new IoError(`invalid lock name '${name}'`, join(dir, name));
   }
   await makeDir(dir);
   const path = join(dir, `${name}.lock`);
+  const deadline = Date.now() + (opts.waitMs ?? 0);
+  for (;;) {
+    try {
+      return await tryAcquire(path, name);
+    } catch (e) {
+      if (!(e instanceof LockedError) || Date.now() >= deadline) throw e;
+      await sleep(50 + Math.random() * 50);
+    }
+  }
+}
+
+async function tryAcquire(path: string, name: string): Promise<Lock> {
   for (let attempt = 0; attempt < 20; attempt++) {
     const mine = await tryCreate(path);
     if (mine) return mine;
@@ -60,30 +75,29 @@ export async function acquireLock(dir: string, name: string): Promise<Lock> {
 }
 
 /**
- * mkdir -p without Node's recursive mode (which loops forever under /proc, for one): each missing
- * ancestor in turn, failing with one IoError that names the directory.
+ * mkdir -p without Node's recursive mode (which loops forever under /proc, for one): the parent
+ * first when it is missing, then once more; one IoError naming the directory on failure.
  */
 async function makeDir(dir: string): Promise<void> {
-  const missing: string[] = [];
-  for (let d = resolve(dir); ; d = dirname(d)) {
-    const s = await stat(d).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? undefined : Promise.reject(e))).catch((e: Error) => {
-      throw new IoError(`cannot create lock directory '${dir}': ${e.message}`, dir, { cause: e });
-    });
-    if (s) {
-      if (!s.isDirectory()) throw new IoError(`cannot create lock directory '${dir}': '${d}' is not a directory`, dir);
-      break;
-    }
-    missing.unshift(d);
-    if (dirname(d) === d) break;
-  }
-  for (const d of missing) {
+  const fail = (why: string, cause?: unknown) => new IoError(`cannot create lock directory '${dir}': ${why}`, dir, cause === undefined ? {} : { cause });
+  const make = async (d: string, parentMade = false): Promise<void> => {
     try {
       await mkdir(d);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
-      throw new IoError(`cannot create lock directory '${dir}': ${(e as Error).message}`, dir, { cause: e });
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') {
+        if ((await stat(d).catch(() => undefined))?.isDirectory()) return;
+        throw fail(`'${d}' is not a directory`);
+      }
+      // a missing parent (ENOENT), or one that is a file (ENOTDIR: making it says so)
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && !parentMade && dirname(d) !== d) {
+        await make(dirname(d));
+        return make(d, true);
+      }
+      throw fail((e as Error).message, e);
     }
-  }
+  };
+  await make(resolve(dir));
 }
 
 async function tryCreate(path: string): Promise<Lock | undefined> {

@@ -41,11 +41,10 @@ import { constants } from 'node:fs';
 import { lstat, open, readdir, rm, truncate } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, ConflictError, IntegrityError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../errors';
 import { timestampProblem } from '../util/timestamp';
 import { acquireLock, pidAlive, type Lock } from './lock';
-import { isBusy, isNotExist, isOutOfSpace, type PropRow, type Zfs } from './zfs';
+import { datasetNameProblem, isBusy, isNotExist, isOutOfSpace, type PropRow, type Zfs } from './zfs';
 
 // ---------------------------------------------------------------- layout constants
 
@@ -215,24 +214,6 @@ function checkedValue(what: string, v: string): string {
     throw new UsageError(`${what} too long: ${enc.length} bytes encoded, at most ${MAX_VALUE_BYTES}`);
   }
   return enc;
-}
-
-/**
- * What is wrong with `name` as the name of a file system dataset, or undefined: components of
- * letters, digits and `_-.: ` (space), none empty, `.` or `..`, the pool's starting with a letter;
- * no snapshot (`@`) or bookmark (`#`) part; at most 255 bytes.
- */
-export function datasetNameProblem(name: string): string | undefined {
-  if (name === '') return 'expected a dataset name like tank/backup';
-  if (Buffer.byteLength(name) > 255) return 'longer than the 255 bytes ZFS allows';
-  if (/[@#]/.test(name)) return 'a snapshot or bookmark, expected a dataset name like tank/backup';
-  const parts = name.split('/');
-  if (parts.some((c) => c === '')) return "empty component (a leading, trailing or double '/')";
-  if (parts.some((c) => c === '.' || c === '..')) return "'.' and '..' are no dataset names";
-  const badChar = /[^A-Za-z0-9_.: /-]/.exec(name);
-  if (badChar) return `character ${JSON.stringify(badChar[0])} is not allowed in a dataset name`;
-  if (!/^[A-Za-z]/.test(parts[0]!)) return 'a pool name starts with a letter';
-  return undefined;
 }
 
 // ---------------------------------------------------------------- the store
@@ -420,21 +401,10 @@ export class BackupStore {
    * Ingest does not take it: its rollback never destroys a committed backup.
    */
   private async withCatalogLock<T>(vmid: number, fn: () => Promise<T>): Promise<T> {
-    const name = `${this.lockName(vmid)}.catalog`;
-    const deadline = Date.now() + CATALOG_LOCK_WAIT_MS;
-    let lock: Lock;
-    for (;;) {
-      try {
-        lock = await acquireLock(this.lockDir, name);
-        break;
-      } catch (e) {
-        if (!(e instanceof LockedError)) throw e;
-        if (Date.now() >= deadline) {
-          throw new LockedError(`the backups of guest ${vmid} are being changed by pid ${e.holder ?? 'unknown'} (lock file in '${this.lockDir}') - try again later`, `${vmid}`, e.holder, { cause: e });
-        }
-        await sleep(50 + Math.random() * 50);
-      }
-    }
+    const lock = await acquireLock(this.lockDir, `${this.lockName(vmid)}.catalog`, { waitMs: CATALOG_LOCK_WAIT_MS }).catch((e: unknown) => {
+      if (!(e instanceof LockedError)) throw e;
+      throw new LockedError(`the backups of guest ${vmid} are being changed by pid ${e.holder ?? 'unknown'} (lock file in '${this.lockDir}') - try again later`, `${vmid}`, e.holder, { cause: e });
+    });
     try {
       return await fn();
     } finally {

@@ -382,3 +382,21 @@ function checkPropValue(k: string, v: string): void {
     throw new ZfsCommandError(`value of zfs property '${k}' contains a newline - encode it first`, [], null, '');
   }
 }
+
+/**
+ * What is wrong with `name` as the name of a file system dataset, or undefined: components of
+ * letters, digits and `_-.: ` (space), none empty, `.` or `..`, the pool's starting with a letter;
+ * no snapshot (`@`) or bookmark (`#`) part; at most 255 bytes.
+ */
+export function datasetNameProblem(name: string): string | undefined {
+  if (name === '') return 'expected a dataset name like tank/backup';
+  if (Buffer.byteLength(name) > 255) return 'longer than the 255 bytes ZFS allows';
+  if (/[@#]/.test(name)) return 'a snapshot or bookmark, expected a dataset name like tank/backup';
+  const parts = name.split('/');
+  if (parts.some((c) => c === '')) return "empty component (a leading, trailing or double '/')";
+  if (parts.some((c) => c === '.' || c === '..')) return "'.' and '..' are no dataset names";
+  const badChar = /[^A-Za-z0-9_.: /-]/.exec(name);
+  if (badChar) return `character ${JSON.stringify(badChar[0])} is not allowed in a dataset name`;
+  if (!/^[A-Za-z]/.test(parts[0]!)) return 'a pool name starts with a letter';
+  return undefined;
+}

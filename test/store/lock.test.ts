@@ -157,6 +157,14 @@ test('a lock directory that cannot be made fails at once with one error naming i
   await access(deep);
 });
 
+test('with waitMs a held lock is waited for, up to that long', async () => {
+  const held = await acquireLock(dir, 'w');
+  await expect(acquireLock(dir, 'w', { waitMs: 150 })).rejects.toBeInstanceOf(LockedError);
+  const waiting = acquireLock(dir, 'w', { waitMs: 5000 });
+  setTimeout(() => void held.release(), 200);
+  await (await waiting).release();
+});
+
 test('a lock name that is not a plain file name is refused', async () => {
   for (const bad of ['../guest', 'a/b', '..', '.', '']) {
     await expect(acquireLock(dir, bad)).rejects.toThrow(`invalid lock name '${bad}'`);

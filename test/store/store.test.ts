@@ -5,9 +5,9 @@ import { hostname, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { ConfigError, ConflictError, LockedError, NotFoundError, UsageError, ZfsCommandError } from '../../src/errors';
-import { Zfs } from '../../src/store/zfs';
+import { Zfs, datasetNameProblem } from '../../src/store/zfs';
 import { acquireLock } from '../../src/store/lock';
-import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, type GuestWrite, datasetNameProblem, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
+import { BackupStore, MAX_VALUE_BYTES, TMP_DATASET, type GuestWrite, decodePropValue, encodePropValue, fitPropValue } from '../../src/store/store';
 import { clonesLeft, describeZfs, withTestPool } from '../helpers/zpool';
 
 const TS1 = '2025_01_02-03_04_05';

@@ -83,8 +83,11 @@ export class VmaFormatError extends VzError {
 /** A file name is not a vzdump archive name we can handle. */
 export class ArchiveNameError extends VzError {
   override readonly code = 'VZ_ERR_ARCHIVE_NAME' as const;
-  constructor(message: string, readonly fileName: string, options?: VzErrorOptions) {
+  /** set when the name has vzdump's shape and only its time is impossible */
+  readonly badTimestamp?: string;
+  constructor(message: string, readonly fileName: string, options?: VzErrorOptions & { badTimestamp?: string }) {
     super(message, options);
+    if (options?.badTimestamp !== undefined) this.badTimestamp = options.badTimestamp;
     this.name = 'ArchiveNameError';
   }
 }

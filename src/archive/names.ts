@@ -71,7 +71,7 @@ export function parseArchiveName(fileName: string): ArchiveName {
   const timestamp = std[2]!;
   const fields = timestampFields(timestamp);
   if (typeof fields === 'string') {
-    throw new ArchiveNameError(`'${base}': invalid timestamp '${timestamp}' - ${fields}`, base);
+    throw new ArchiveNameError(`'${base}': invalid timestamp '${timestamp}' - ${fields}`, base, { badTimestamp: timestamp });
   }
   return { fileName: base, vmtype, format, compression, ext, vmid: Number(std[1]), timestamp, standard: true };
 }

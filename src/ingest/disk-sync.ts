@@ -23,6 +23,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IoError } from '../errors';
+import { preadFull, pwriteAll } from '../util/io';
 import type { VmaCluster } from '../vma/types';
 import { expandCluster } from '../vma/reader';
 import { DIGEST_ALGORITHM, type DigestAlgorithm, digestFileName, hashCluster, zeroClusterDigest } from '../store/cluster-digest';
@@ -52,14 +53,6 @@ export function diskImageName(devName: string): string {
 /** True for a file name diskImageName gives. */
 export function isDiskImageName(name: string): boolean {
   return /^disk-.+\.raw$/.test(name);
-}
-
-function pread(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-function pwrite(fd: number, buf: Buffer, off: number, len: number, pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 export class DiskSync {
@@ -219,15 +212,11 @@ export class DiskSync {
   }
 
   private async readOld(buf: Buffer, base: number, limit: number): Promise<void> {
-    let got = 0;
+    let got: number;
     try {
-      while (got < limit) {
-        const n = await pread(this.fd, buf, got, limit - got, base + got);
-        if (n === 0) break;
-        got += n;
-      }
+      got = await preadFull(this.fd, buf, 0, limit, base);
     } catch (e) {
-      throw new IoError(`cannot read '${this.imagePath}' at offset ${base + got}: ${(e as Error).message}`, this.imagePath, { cause: e });
+      throw new IoError(`cannot read '${this.imagePath}' at offset ${base}: ${(e as Error).message}`, this.imagePath, { cause: e });
     }
     buf.fill(0, got);
     this.stats.bytesRead += got;
@@ -236,15 +225,10 @@ export class DiskSync {
   private async writeRun(data: Buffer, base: number, from: number, to: number, limit: number): Promise<void> {
     const lo = from * BLOCK;
     const hi = Math.min(to * BLOCK, limit);
-    let done = 0;
     try {
-      while (lo + done < hi) {
-        const n = await pwrite(this.fd, data, lo + done, hi - lo - done, base + lo + done);
-        if (n <= 0) throw new Error(`no progress writing ${hi - lo - done} bytes`);
-        done += n;
-      }
+      await pwriteAll(this.fd, data, lo, hi - lo, base + lo);
     } catch (e) {
-      throw new IoError(`cannot write '${this.imagePath}' at offset ${base + lo + done}: ${(e as Error).message}`, this.imagePath, { cause: e });
+      throw new IoError(`cannot write '${this.imagePath}' at offset ${base + lo}: ${(e as Error).message}`, this.imagePath, { cause: e });
     }
     this.stats.blocksWritten += to - from;
     this.stats.bytesWritten += hi - lo;

@@ -87,10 +87,8 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
     parsed = parseArchiveName(fileName);
   } catch (e) {
     if (vmid === undefined || timestamp === undefined) {
-      // a vzdump name whose time is impossible: say so, rather than that it is no vzdump name
-      const shaped = /^vzdump-qemu-\d+-(\d{4}_\d{2}_\d{2}-\d{2}_\d{2}_\d{2})\.vma(\.(zst|lzo|gz))?$/.exec(fileName);
-      const badTime = shaped && timestamp === undefined ? timestampProblem(shaped[1]!) : undefined;
-      if (badTime) throw new ArchiveNameError(`'${fileName}': time '${shaped![1]}' in the name is not a backup time - ${badTime}`, fileName, { cause: e });
+      // a vzdump name whose time is impossible: that is what to say, not that it is no vzdump name
+      if (e instanceof ArchiveNameError && e.badTimestamp !== undefined && timestamp === undefined) throw e;
       if (e instanceof ArchiveNameError && isVmaFileName(fileName)) {
         throw new ArchiveNameError(`'${fileName}': not a standard vzdump name (vzdump-qemu-<vmid>-YYYY_MM_DD-HH_MM_SS.vma...) - pass --vmid and --time`, fileName, { cause: e });
       }
@@ -141,9 +139,9 @@ function checkHeader(header: VmaHeader, fileName: string): void {
   }
 }
 
-/** The error of an ingest stopped by its signal (SIGINT/SIGTERM in the CLI). */
-function stopped(fileName: string, cause?: unknown): VzError {
-  return new VzError(`ingest of '${fileName}' was stopped`, cause === undefined ? {} : { cause });
+/** The error of an ingest stopped by its signal (SIGINT/SIGTERM in the CLI), whatever it surfaced as. */
+function stopped(fileName: string, cause: unknown): VzError {
+  return new VzError(`ingest of '${fileName}' was stopped`, { cause });
 }
 
 function sha256File(p: string): string {
@@ -270,7 +268,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
           totalClusters += clusterCount(d.size);
         }
         // the files the syncs write (also what the manifest records), the configs and our own
-        const keep = new Set<string>([MANIFEST_FILE, LOG_FILE, NOTES_FILE, ...header.configs.map((c) => c.name)]);
+        const keep = new Set<string>([...RESERVED_NAMES, ...header.configs.map((c) => c.name)]);
         for (const s of syncs.values()) keep.add(path.basename(s.imagePath)).add(path.basename(s.digestPath));
         removeStale(w.dir, keep, previous);
         continue;
@@ -283,7 +281,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       if (++sinceYield >= YIELD_EVERY) {
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
-        if (req.signal?.aborted) throw stopped(fileName);
+        req.signal?.throwIfAborted(); // the catch below says it was stopped
         if (req.onProgress && applied % 1024 === 0) req.onProgress({ clusters: applied, totalClusters });
       }
     }
@@ -372,7 +370,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     };
     writeManifest(w.dir, manifest);
     // the last moment a stop can still undo the write; once the snapshot is taken the backup exists
-    if (req.signal?.aborted) throw stopped(fileName);
+    req.signal?.throwIfAborted();
     const backup = await w.commit(timestamp, {
       archive: fileName,
       ctime,

@@ -30,3 +30,33 @@ export function preadFullSync(fd: number, buf: Uint8Array, off: number, len: num
   }
   return got;
 }
+
+/** `fs.read` on a raw fd as a promise (the fd API has none). */
+function readAt(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** `fs.write` on a raw fd as a promise. */
+function writeAt(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.write(fd, buf, off, len, pos, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** preadFullSync on libuv's thread pool: up to `len` bytes, fewer only at the end of the file. */
+export async function preadFull(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<number> {
+  let got = 0;
+  while (got < len) {
+    const n = await readAt(fd, buf, off + got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+/** pwriteAllSync on libuv's thread pool: all `len` bytes, or an error (also when a write makes no progress). */
+export async function pwriteAll(fd: number, buf: Uint8Array, off: number, len: number, pos: number): Promise<void> {
+  for (let done = 0; done < len; ) {
+    const n = await writeAt(fd, buf, off + done, len - done, pos + done);
+    if (n <= 0) throw new Error(`no progress writing ${len - done} bytes at offset ${pos + done}`);
+    done += n;
+  }
+}

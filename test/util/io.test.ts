@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { preadFullSync, pwriteAllSync, writeFully } from '../../src/util/io';
+import { preadFull, preadFullSync, pwriteAll, pwriteAllSync, writeFully } from '../../src/util/io';
 import { useTempDir } from '../helpers/tmpdir';
 
 describe('positional I/O helpers', () => {
@@ -19,6 +19,25 @@ describe('positional I/O helpers', () => {
       expect(back.subarray(7, 7 + data.length - 1000)).toEqual(data.subarray(1000));
     } finally {
       fs.closeSync(fd);
+    }
+  });
+
+  it('pwriteAll and preadFull do the same on the thread pool', async () => {
+    const fd = fs.openSync(path.join(dir(), 'g'), 'w+');
+    try {
+      const data = randomBytes(1 << 20);
+      await pwriteAll(fd, data, 0, data.length, 4096);
+      const back = Buffer.alloc(data.length + 100);
+      expect(await preadFull(fd, back, 0, back.length, 4096)).toBe(data.length);
+      expect(back.subarray(0, data.length)).toEqual(data);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const full = fs.openSync('/dev/full', 'w');
+    try {
+      await expect(pwriteAll(full, Buffer.alloc(10), 0, 10, 0)).rejects.toThrow(/ENOSPC/);
+    } finally {
+      fs.closeSync(full);
     }
   });
 

@@ -22,8 +22,8 @@ describe('backup timestamps', () => {
     expect(ingestTarget('/x/odd-name.vma', { vmid: 101, timestamp: '2026_12_01-00_00_00' }).timestamp).toBe('2026_12_01-00_00_00');
     // a time before 1970 is refused up front, naming the file, not after the data pass
     expect(() => ingestTarget('/x/vzdump-qemu-100-1969_12_31-23_59_59.vma')).toThrow(
-      "'vzdump-qemu-100-1969_12_31-23_59_59.vma': time '1969_12_31-23_59_59' in the name is not a backup time - year 1969 is before 1970",
+      "'vzdump-qemu-100-1969_12_31-23_59_59.vma': invalid timestamp '1969_12_31-23_59_59' - year 1969 is before 1970",
     );
-    expect(() => ingestTarget('/x/vzdump-qemu-100-2026_02_30-02_00_00.vma.zst')).toThrow(/time '2026_02_30-02_00_00' in the name is not a backup time - day 30 out of range 1..28$/);
+    expect(() => ingestTarget('/x/vzdump-qemu-100-2026_02_30-02_00_00.vma.zst')).toThrow(/invalid timestamp '2026_02_30-02_00_00' - day 30 out of range 1..28$/);
   });
 });

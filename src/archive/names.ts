@@ -82,6 +82,17 @@ export function isVmaFileName(fileName: string): boolean {
 }
 
 /**
+ * The compression of a file that must be named as a VMA archive (`.vma`, `.vma.zst`, `.vma.lzo`,
+ * `.vma.gz`): ingest under a non-vzdump name, restore's output. ArchiveNameError otherwise.
+ */
+export function vmaCompressionFromFileName(fileName: string): Compression {
+  const compression = compressionFromFileName(fileName); // says what is wrong with .bz2 and unknown extensions
+  const base = path.basename(fileName);
+  if (!isVmaFileName(base)) throw new ArchiveNameError(`'${fileName}': not a VMA archive name - expected .vma, .vma.zst, .vma.lzo or .vma.gz`, base);
+  return compression;
+}
+
+/**
  * The compression implied by an output or input file name for `vma create`/`vma list` and
  * restore targets: `.vma` (or `-` for stdin/stdout) = none, `.zst`, `.lzo`, `.gz`.
  */

@@ -87,6 +87,12 @@ export async function withStopSignals<T>(log: Logger, onStop: string, fn: (signa
   }
 }
 
+/** `--threads N`: what zstd and pigz accept. */
+export function parseThreads(v: string): number {
+  if (!/^[1-9]\d{0,2}$/.test(v) || Number(v) > 200) throw new UsageError(`invalid --threads '${v}' - expected a number from 1 to 200`);
+  return Number(v);
+}
+
 /** `--tz ZONE`, checked before any work is done. */
 export function parseTimeZoneOption(v: string | undefined): string | undefined {
   if (v !== undefined && !isKnownTimeZone(v)) throw new UsageError(`invalid --tz '${v}' - not a known IANA time zone (e.g. Europe/Vienna, UTC)`);

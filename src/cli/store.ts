@@ -5,8 +5,8 @@
 import { Command, Option } from 'commander';
 import * as path from 'node:path';
 import { DEFAULT_CONFIG_PATH, loadConfig, type Config } from '../config';
-import { ArchiveNameError, NotFoundError, UsageError, VzError } from '../errors';
-import { catalogTime, compressionFromFileName, isVmaFileName, parseArchiveName, type Compression } from '../archive/names';
+import { NotFoundError, UsageError, VzError } from '../errors';
+import { catalogTime, isVmaFileName, parseArchiveName, vmaCompressionFromFileName, type Compression } from '../archive/names';
 import { Zfs, datasetNameProblem } from '../store/zfs';
 import { BackupStore, type BackupInfo } from '../store/store';
 import { pruneMark, validateKeepOptions, type KeepOptions, type PruneResult } from '../store/prune';
@@ -23,9 +23,9 @@ import {
   formatTable,
   makeLogger,
   parseOutputFormat,
+  parseThreads,
   parseTimeZoneOption,
   printJson,
-  setJsonErrors,
   stdoutCarriesData,
   withStopSignals,
   type Logger,
@@ -79,12 +79,6 @@ function parseVmid(v: string): number {
   return Number(v);
 }
 
-/** `--threads N`: what zstd and pigz accept. */
-function parseThreads(v: string): number {
-  if (!/^[1-9]\d{0,2}$/.test(v) || Number(v) > 200) throw new UsageError(`invalid --threads '${v}' - expected a number from 1 to 200`);
-  return Number(v);
-}
-
 /** `--vmid`, when given. */
 function optionalVmid(v: string | undefined): number | undefined {
   return v === undefined ? undefined : parseVmid(v);
@@ -114,11 +108,14 @@ function parseBackupRef(v: string, vmid: number): BackupRef {
   return { archive };
 }
 
-/** The backup time a reference stands for: the backup stored from exactly that archive name (as PVE names a backup by its file). */
-async function resolveBackupRef(ctx: Context, vmid: number, ref: BackupRef): Promise<string> {
-  if (ref.archive === undefined) return ref.timestamp;
-  const named = (await ctx.store.list(vmid)).find((b) => b.archive === ref.archive);
-  if (named) return named.timestamp;
+/**
+ * The backup time a reference stands for: the backup stored from exactly that archive name (as
+ * PVE names a backup by its file). `found`: the backup, when finding it took a listing anyway.
+ */
+async function resolveBackupRef(ctx: Context, vmid: number, ref: BackupRef): Promise<{ timestamp: string; found?: BackupInfo }> {
+  if (ref.archive === undefined) return { timestamp: ref.timestamp };
+  const found = (await ctx.store.list(vmid)).find((b) => b.archive === ref.archive);
+  if (found) return { timestamp: found.timestamp, found };
   throw new NotFoundError(`no backup of guest ${vmid} was stored from an archive named '${ref.archive}'`, 'backup', `${vmid}/${ref.archive}`);
 }
 
@@ -217,14 +214,11 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
       if (o.output !== '-' && o.compress !== undefined) throw new UsageError(`--compress is for '-o -' only: the extension of '${o.output}' picks the compression`);
-      if (o.output !== '-' && !isVmaFileName(path.basename(o.output))) {
-        throw new ArchiveNameError(`'${o.output}': not a VMA archive name - the output must end in .vma, .vma.zst, .vma.lzo or .vma.gz`, o.output);
-      }
+      const compression: Compression = o.output === '-' ? (o.compress ?? 'none') : vmaCompressionFromFileName(o.output);
       const threads = parseThreads(o.threads);
-      const compression: Compression = o.output === '-' ? (o.compress ?? 'none') : compressionFromFileName(o.output);
       if (o.output === '-') stdoutCarriesData();
       const ctx = await openStore(o);
-      const timestamp = await resolveBackupRef(ctx, vmid, ref);
+      const { timestamp } = await resolveBackupRef(ctx, vmid, ref);
       const r = await withStopSignals(ctx.log, 'stopping and removing the partial output', (signal) =>
         restoreBackup(ctx.store, { vmid, timestamp, output: o.output, compression, threads, signal }),
       );
@@ -243,7 +237,6 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (o: StoreOpts & { vmid?: string; outputFormat: string; H?: boolean; p?: boolean }) => {
       const format: OutputFormat = parseOutputFormat(o.outputFormat);
-      setJsonErrors(format !== 'text');
       const vmid = optionalVmid(o.vmid);
       const ctx = await openStore(o);
       const list = await catalogList(ctx, vmid);
@@ -276,9 +269,9 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
-      const timestamp = await resolveBackupRef(ctx, vmid, ref);
+      const { timestamp, found } = await resolveBackupRef(ctx, vmid, ref);
       if (text === undefined) {
-        const b = await ctx.store.get(vmid, timestamp);
+        const b = found ?? (await ctx.store.get(vmid, timestamp));
         if (b.notes) process.stdout.write(b.notes + '\n');
         return;
       }
@@ -298,7 +291,7 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
-      const timestamp = await resolveBackupRef(ctx, vmid, ref);
+      const { timestamp } = await resolveBackupRef(ctx, vmid, ref);
       await ctx.store.setProtected(vmid, timestamp, !o.off);
     }),
   );
@@ -310,7 +303,7 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
-      const timestamp = await resolveBackupRef(ctx, vmid, ref);
+      const { timestamp } = await resolveBackupRef(ctx, vmid, ref);
       await ctx.store.forget(vmid, timestamp);
       ctx.log.info(`removed backup ${vmid}/${timestamp}`);
     }),
@@ -333,7 +326,6 @@ export function registerStoreCommands(program: Command): void {
   ).action(
     action(async (o: StoreOpts & Record<string, unknown> & { vmid?: string; dryRun?: boolean; outputFormat: string }) => {
       const format = parseOutputFormat(o.outputFormat);
-      setJsonErrors(format !== 'text');
       const keep = keepFromOptions(o);
       const vmid = optionalVmid(o.vmid);
       const ctx = await openStore(o);
@@ -389,7 +381,7 @@ export function registerStoreCommands(program: Command): void {
       const vmid = parseVmid(vmidArg);
       const ref = parseBackupRef(ts, vmid);
       const ctx = await openStore(o);
-      const timestamp = await resolveBackupRef(ctx, vmid, ref);
+      const { timestamp } = await resolveBackupRef(ctx, vmid, ref);
       const r = await withStopSignals(ctx.log, 'stopping', (signal) => verifyBackup(ctx.store, vmid, timestamp, { signal }));
       process.stdout.write(`backup ${vmid}/${timestamp} is intact: ${r.disks} disks, ${r.clusters} clusters, ${r.configs} configs checked\n`);
     }),

@@ -28,7 +28,7 @@ import { ChunkPool } from '../archive/chunk-pool';
 import { imageClusters } from '../restore/image-clusters';
 import { writeFully } from '../util/io';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
-import { action, makeLogger, Progress, stdoutCarriesData, withStopSignals } from './common';
+import { action, makeLogger, parseThreads, Progress, stdoutCarriesData, withStopSignals } from './common';
 
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
@@ -337,8 +337,7 @@ async function createCommand(
     throw new UsageError(`unexpected extra argument '${positional[0]}' - specify all devices via '-d'`);
   }
   const compression = compressionFromFileName(output);
-  const threads = opts.threads === undefined ? 1 : Number(opts.threads);
-  if (!Number.isInteger(threads) || threads < 1) throw new UsageError(`invalid --threads '${opts.threads}' - expected a positive integer`);
+  const threads = opts.threads === undefined ? 1 : parseThreads(opts.threads);
 
   const configs: VmaConfig[] = [];
   for (const file of opts.config) {

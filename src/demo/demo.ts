@@ -117,12 +117,14 @@ export async function checkRestore(store: BackupStore, vmid: number, day: DayArc
 export async function runDemo(o: DemoOptions): Promise<DemoRow[]> {
   const zfs = new Zfs();
   const vmid = 100;
+  // in a given store, the demo's guest dataset: it must not exist yet, and goes afterwards
+  let givenGuest: string | undefined;
   if (o.dataset !== undefined) {
-    // the demo's guest goes into the user's store: never into a guest that is already there
-    await new BackupStore(zfs, o.dataset).checkRoot();
-    const guest = `${o.dataset}/${vmid}`;
-    if (await zfs.exists(guest)) {
-      throw new ConflictError(`'${guest}' already exists - the demo stores its guest ${vmid} there; pass another --dataset, or remove it`, guest);
+    const given = new BackupStore(zfs, o.dataset);
+    await given.checkRoot();
+    givenGuest = given.guestDataset(vmid);
+    if (await zfs.exists(givenGuest)) {
+      throw new ConflictError(`'${givenGuest}' already exists - the demo stores its guest ${vmid} there; pass another --dataset, or remove it`, givenGuest);
     }
   }
   // always a directory of its own (inside --work-dir when given), so cleanup removes only what the demo made
@@ -133,7 +135,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoRow[]> {
   try {
     let root = o.dataset;
     if (root !== undefined) {
-      const guest = `${root}/${vmid}`;
+      const guest = givenGuest!; // set with the given store above
       cleanups.push(async () => {
         if (await zfs.exists(guest)) await zfs.destroy(guest, { recursive: true });
       });

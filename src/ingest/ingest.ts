@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ArchiveNameError, ConflictError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
-import { compressionFromFileName, isVmaFileName, parseArchiveName, timestampToEpoch } from '../archive/names';
+import { compressionFromFileName, isVmaFileName, parseArchiveName, timestampToEpoch, vmaCompressionFromFileName } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { readArchiveRecords } from './archive-records';
 import { assertSafeName, clusterCount } from '../vma/names';
@@ -95,10 +95,7 @@ export function ingestTarget(archivePath: string, overrides: { vmid?: number; ti
       throw e;
     }
     // a non-vzdump name with explicit guest and time: the extension must still say VMA
-    compressionFromFileName(fileName);
-    if (!isVmaFileName(fileName)) {
-      throw new ArchiveNameError(`'${fileName}': not a VMA archive (expected .vma, .vma.zst, .vma.lzo or .vma.gz)`, fileName);
-    }
+    vmaCompressionFromFileName(fileName);
   }
   if (parsed) {
     if (parsed.vmtype !== 'qemu' || parsed.format !== 'vma') {

@@ -131,9 +131,8 @@ export async function restoreBackup(store: BackupStore, req: RestoreRequest): Pr
       if (partial !== undefined) fs.rmSync(partial, { force: true });
     } catch {
       // best effort: a leftover FILE.partial-PID is no archive name PVE lists
-    } finally {
-      await view.release();
     }
+    await view.release();
   }
 }
 

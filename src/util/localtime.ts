@@ -50,7 +50,7 @@ function formatter(timeZone: string): Intl.DateTimeFormat {
 /** True when `timeZone` is an IANA zone this Node knows. */
 export function isKnownTimeZone(timeZone: string): boolean {
   try {
-    new Intl.DateTimeFormat('en-US', { timeZone });
+    formatter(timeZone); // cached for the conversions that follow the check
     return true;
   } catch {
     return false;

@@ -59,7 +59,7 @@ test('restore checks its output name and options before it opens the store', asy
   const ts = '2026_01_01-00_00_00';
   expect(await run('restore', '101', ts, '-o', 'out.tar.zst')).toEqual({
     code: 11,
-    err: "vzdump-zfs: 'out.tar.zst': not a VMA archive name - the output must end in .vma, .vma.zst, .vma.lzo or .vma.gz\n",
+    err: "vzdump-zfs: 'out.tar.zst': not a VMA archive name - expected .vma, .vma.zst, .vma.lzo or .vma.gz\n",
     out: '',
   });
   expect((await run('restore', '101', ts, '-o', '/tmp')).code).toBe(11);

@@ -92,6 +92,14 @@ export class ArchiveNameError extends VzError {
   }
 }
 
+/**
+ * The error of work stopped by its signal (SIGINT/SIGTERM in the CLI), whatever the stop surfaced
+ * as (`cause`: an AbortError, a killed child). `what` names the work: "restore of backup 101/…".
+ */
+export function stoppedError(what: string, cause: unknown): VzError {
+  return new VzError(`${what} was stopped`, { cause });
+}
+
 /** A compressor or decompressor child process failed (corrupt or truncated input, missing tool). */
 export class CompressionError extends VzError {
   override readonly code = 'VZ_ERR_COMPRESSION' as const;

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import { compress, openArchive } from '../archive/compression';
 import { readArchiveRecords } from '../ingest/archive-records';
 import { compressionFromFileName } from '../archive/names';
-import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError, VzError } from '../errors';
+import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError, stoppedError } from '../errors';
 import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
 import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
@@ -407,7 +407,6 @@ async function createCommand(
     );
     let outPos = 0;
     for await (const chunk of compress(vma, compression, { threads, label: output, signal })) {
-      if (signal?.aborted) throw new VzError(`vma create '${output}' was stopped`);
       if (fh) {
         await writeFully(fh, chunk, outPos);
         outPos += chunk.length;
@@ -421,6 +420,9 @@ async function createCommand(
       fh = undefined;
     }
     ok = true;
+  } catch (e) {
+    if (signal?.aborted) throw stoppedError(`vma create '${output}'`, e);
+    throw e;
   } finally {
     progress.done();
     if (!ok && !toStdout) {

@@ -13,7 +13,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ArchiveNameError, ConflictError, IoError, UnsafeNameError, VmaFormatError, VzError } from '../errors';
+import { ArchiveNameError, ConflictError, IoError, UnsafeNameError, VmaFormatError, VzError, stoppedError } from '../errors';
 import { compressionFromFileName, isVmaFileName, parseArchiveName, timestampToEpoch, vmaCompressionFromFileName } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
 import { readArchiveRecords } from './archive-records';
@@ -134,11 +134,6 @@ function checkHeader(header: VmaHeader, fileName: string): void {
     if (devNames.has(d.name)) throw new VmaFormatError(`'${fileName}' declares device '${d.name}' twice`, 0, 'dev_info');
     devNames.add(d.name);
   }
-}
-
-/** The error of an ingest stopped by its signal (SIGINT/SIGTERM in the CLI), whatever it surfaced as. */
-function stopped(fileName: string, cause: unknown): VzError {
-  return new VzError(`ingest of '${fileName}' was stopped`, { cause });
 }
 
 function sha256File(p: string): string {
@@ -379,7 +374,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     return { status: 'stored', backup, stats };
   } catch (caught) {
     // a stop surfaces wherever the work was (a killed decompressor, an aborted read): say what it was
-    const e = req.signal?.aborted ? stopped(fileName, caught) : caught;
+    const e = req.signal?.aborted ? stoppedError(`ingest of '${fileName}'`, caught) : caught;
     for (const s of syncs.values()) await s.discard();
     try {
       await w.abort();

@@ -17,7 +17,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ConflictError, IntegrityError, IoError, VzError } from '../errors';
+import { ConflictError, IntegrityError, IoError, VzError, stoppedError } from '../errors';
 import { compress } from '../archive/compression';
 import type { Compression } from '../archive/names';
 import { writeVma } from '../vma/writer';
@@ -117,7 +117,7 @@ export async function restoreBackup(store: BackupStore, req: RestoreRequest): Pr
     try {
       await pipeline(Readable.from(counted(), { objectMode: false }), sink, { end: req.output !== '-', signal: req.signal });
     } catch (e) {
-      if (req.signal?.aborted) throw new VzError(`restore of backup ${what} was stopped`, { cause: e });
+      if (req.signal?.aborted) throw stoppedError(`restore of backup ${what}`, e);
       if ((e as NodeJS.ErrnoException).code === 'EPIPE') {
         throw new IoError(`restore of backup ${what}: the reader of the output closed it before the archive was complete`, req.output, { cause: e });
       }

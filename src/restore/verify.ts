@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { IntegrityError, VzError } from '../errors';
+import { IntegrityError, stoppedError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
 import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, hashCluster, loadClusterDigests } from '../store/cluster-digest';
@@ -83,7 +83,7 @@ export async function verifyBackup(store: BackupStore, vmid: number, timestamp: 
   try {
     return await verifyBackupDir(view.dir, `${vmid}/${timestamp}`, opts.signal);
   } catch (e) {
-    if (opts.signal?.aborted) throw new VzError(`verify of backup ${vmid}/${timestamp} was stopped`, { cause: e });
+    if (opts.signal?.aborted) throw stoppedError(`verify of backup ${vmid}/${timestamp}`, e);
     throw e;
   } finally {
     await view.release();

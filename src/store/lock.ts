@@ -1,20 +1,23 @@
 /**
  * Cross-process exclusive locks on this host: one lock file per name, appearing with its content.
  *
- * Owns: `<dir>/<name>.lock` files (content `<pid> <hostname> <token>`, written to a file of the
- * taker's own and hard-linked into place, so a lock never exists empty), and the short-lived
- * `<name>.lock.takeover` guard used while replacing a stale lock. Leaves what is locked to callers
- * (store.ts locks one guest per ingest, and one guest's catalog per forget or protect).
+ * Owns: `<dir>/<name>.lock` files (content `<pid> <hostname> <token> <start>`, written to a file
+ * of the taker's own and hard-linked into place, so a lock never exists empty), and the
+ * short-lived `<name>.lock.takeover` guard used while replacing a stale lock. Leaves what is locked
+ * to callers (store.ts locks one guest per ingest, and one guest's catalog per forget or protect).
  * Guarantees: while a live process holds a lock, acquiring it fails with LockedError naming the
- * holder pid (the same process acquiring twice fails too). A lock whose pid is dead is taken over;
- * the takeover is serialised by the guard file and removes only the very file found stale (same
- * inode, content and mtime: an inode the file system hands out again to a new lock does not
- * match), so two waiters cannot both take a stale lock.
+ * holder pid (the same process acquiring twice fails too). A lock whose pid is dead is taken over,
+ * and so is one whose pid now belongs to another process: `<start>` is the holder's start time
+ * (field 22 of /proc/PID/stat, clock ticks since boot), and a live pid with another start time
+ * was handed out again. The takeover is serialised by the guard file and removes only the very
+ * file found stale (same inode, content and mtime: an inode the file system hands out again to a
+ * new lock does not match), so two waiters cannot both take a stale lock.
  * Does not guarantee: correctness across hosts (pids are local: keep `dir` on local storage, the
- * default /run/lock is), or against pid reuse by an unrelated process (then the lock looks held
- * until that process exits; remove the file by hand).
+ * default /run/lock is). Without /proc, or for a lock file written before start times were
+ * recorded, a live pid counts as the holder.
  */
 
+import { readFileSync } from 'node:fs';
 import { link, mkdir, open, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { hostname } from 'node:os';
@@ -63,7 +66,7 @@ async function tryAcquire(path: string, name: string): Promise<Lock> {
     if (holder === undefined) continue; // vanished meanwhile: try again
     if (holder.pid === null) {
       if (Date.now() - holder.mtimeMs < FRESH_MS) throw locked(path, name, 'unknown');
-    } else if (holder.host === hostname() && pidAlive(holder.pid)) {
+    } else if (holder.host === hostname() && holderAlive(holder.pid, holder.start)) {
       throw locked(path, name, String(holder.pid));
     } else if (holder.host !== hostname()) {
       throw locked(path, name, `${holder.pid}@${holder.host}`);
@@ -102,7 +105,8 @@ async function makeDir(dir: string): Promise<void> {
 
 async function tryCreate(path: string): Promise<Lock | undefined> {
   const token = randomBytes(8).toString('hex');
-  const content = `${process.pid} ${hostname()} ${token}\n`;
+  const start = processStartTime(process.pid);
+  const content = `${process.pid} ${hostname()} ${token}${start === undefined ? '' : ` ${start}`}\n`;
   // written whole under a name of our own, then linked: the lock appears with its content
   const own = `${path}.${process.pid}-${token}`;
   let ino: number;
@@ -134,6 +138,8 @@ async function tryCreate(path: string): Promise<Lock | undefined> {
 export interface Holder {
   pid: number | null;
   host: string;
+  /** the holder's start time as recorded (clock ticks since boot), when it was */
+  start?: string;
   ino: number;
   mtimeMs: number;
   /** the file's content as read */
@@ -144,8 +150,10 @@ export async function readHolder(path: string): Promise<Holder | undefined> {
   try {
     const s = await stat(path);
     const text = await readFile(path, 'utf8');
-    const m = /^(\d+)(?: (\S+))?(?: \S+)?\s*$/.exec(text);
-    return { pid: m ? Number(m[1]) : null, host: m?.[2] ?? hostname(), ino: s.ino, mtimeMs: s.mtimeMs, text };
+    const m = /^(\d+)(?: (\S+))?(?: \S+)?(?: (\d+))?\s*$/.exec(text);
+    const holder: Holder = { pid: m ? Number(m[1]) : null, host: m?.[2] ?? hostname(), ino: s.ino, mtimeMs: s.mtimeMs, text };
+    if (m?.[3] !== undefined) holder.start = m[3];
+    return holder;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new IoError(`cannot read lock '${path}': ${(e as Error).message}`, path, { cause: e });
@@ -178,6 +186,31 @@ export async function takeOverStale(path: string, stale: Holder): Promise<void> 
 
 function locked(path: string, name: string, holder: string): LockedError {
   return new LockedError(`'${name}' is locked by pid ${holder} (lock file '${path}')`, name, holder);
+}
+
+/**
+ * Whether the process that wrote a lock still runs: its pid exists and, when the lock recorded a
+ * start time and /proc tells this pid's, the two are equal (otherwise the pid was handed out again).
+ */
+function holderAlive(pid: number, start: string | undefined): boolean {
+  if (!pidAlive(pid)) return false;
+  if (start === undefined) return true;
+  const now = processStartTime(pid);
+  return now === undefined || now === start;
+}
+
+/** Field 22 of /proc/PID/stat (start time in clock ticks since boot), or undefined without /proc. */
+export function processStartTime(pid: number): string | undefined {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return undefined;
+  }
+  // the command name (field 2) is in parentheses and may hold spaces and ')': fields 3.. follow the last ')'
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const start = fields[22 - 3];
+  return start !== undefined && /^\d+$/.test(start) ? start : undefined;
 }
 
 /** Whether a local pid exists (EPERM: exists, owned by someone else). */

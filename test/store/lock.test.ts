@@ -4,7 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile, access, utimes } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LockedError } from '../../src/errors';
-import { acquireLock, readHolder, takeOverStale } from '../../src/store/lock';
+import { acquireLock, processStartTime, readHolder, takeOverStale } from '../../src/store/lock';
 
 let dir: string;
 beforeEach(async () => {
@@ -57,6 +57,50 @@ test('a lock held by another live process is refused; once it dies the lock is t
   const l = await acquireLock(dir, 'g');
   expect(await readFile(join(dir, 'g.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid} `));
   await l.release();
+});
+
+test('a lock whose pid now belongs to another process (another start time) is taken over', async () => {
+  // the holder was killed and its pid handed out again: the pid is alive, but started later
+  const s = sleeper();
+  const host = require('node:os').hostname() as string;
+  try {
+    const start = processStartTime(s.pid)!;
+    expect(start).toMatch(/^\d+$/);
+    // the very process that wrote the lock: held
+    await writeFile(join(dir, 'g.lock'), `${s.pid} ${host} 0123456789abcdef ${start}\n`);
+    const err = await acquireLock(dir, 'g').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(LockedError);
+    expect((err as LockedError).holder).toBe(String(s.pid));
+    // an earlier process with that pid: stale, though the pid is alive
+    await writeFile(join(dir, 'g.lock'), `${s.pid} ${host} 0123456789abcdef ${Number(start) - 1}\n`);
+    const l = await acquireLock(dir, 'g');
+    expect(await readFile(join(dir, 'g.lock'), 'utf8')).toMatch(new RegExp(`^${process.pid} ${host} [0-9a-f]{16} ${processStartTime(process.pid)}\n$`));
+    await l.release();
+  } finally {
+    await s.kill();
+  }
+});
+
+test('processStartTime reads field 22 of /proc/PID/stat, after a command name holding spaces and parentheses', async () => {
+  const link = join(dir, 'odd) name (x');
+  await require('node:fs/promises').symlink(process.execPath, link);
+  const child = spawn(link, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => child.once('spawn', r));
+    const stat = await readFile(`/proc/${child.pid}/stat`, 'latin1');
+    expect(stat).toContain('(odd) name (x)');
+    const start = processStartTime(child.pid!);
+    expect(start).toMatch(/^\d+$/);
+    // ticks since boot: not before our own start, and the same on a second read
+    expect(Number(start)).toBeGreaterThanOrEqual(Number(processStartTime(process.pid)));
+    expect(processStartTime(child.pid!)).toBe(start);
+  } finally {
+    await new Promise((r) => {
+      child.once('exit', r);
+      child.kill('SIGKILL');
+    });
+  }
+  expect(processStartTime(child.pid!)).toBeUndefined();
 });
 
 test('a stale lock is taken over by exactly one of many concurrent acquirers', async () => {
@@ -137,7 +181,7 @@ test('a lock file never exists without its content, so a reader never sees it em
       const text = await readFile(path, 'utf8').catch(() => undefined);
       if (text !== undefined) {
         reads++;
-        expect(text).toMatch(new RegExp(`^${process.pid} \\S+ [0-9a-f]{16}\n$`));
+        expect(text).toMatch(new RegExp(`^${process.pid} \\S+ [0-9a-f]{16} ${processStartTime(process.pid)}\n$`));
       }
       await new Promise((r) => setImmediate(r));
     }

@@ -147,11 +147,14 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
  * two seconds, at most once a second; cleared when done.
  */
 export class Progress {
-  private readonly enabled = !!process.stderr.isTTY;
+  private readonly enabled: boolean;
   private readonly start = Date.now();
   private last = 0;
   private shown = false;
-  constructor(private readonly what: string) {}
+  /** `wanted` false: never shown (e.g. when -v prints the reference's own progress lines). */
+  constructor(private readonly what: string, wanted = true) {
+    this.enabled = wanted && !!process.stderr.isTTY;
+  }
   update(done: number, total: number): void {
     if (!this.enabled || total <= 0) return;
     const now = Date.now();

@@ -5,6 +5,7 @@
  * Owns: argument handling, output text, and the file side of extract (sparse positional writes,
  * tmp-disk-*.raw renamed on success) and create (images read in 64 KiB clusters, O_EXCL output).
  * Leaves the format to src/vma and (de)compression to src/archive.
+ * The -v text is the reference's (vma-report.ts); scripts/pve-vma-crosscheck.sh compares both tools.
  * Differences from `vma`: ARCHIVE may be compressed (decompressor chosen by its name; `-` is an
  * uncompressed stream on stdin); verify and extract also fail on missing clusters (verify
  * `--allow-missing` matches the reference); extract rejects unsafe config/device names and removes
@@ -23,12 +24,12 @@ import { ConflictError, IoError, NotFoundError, UnsafeNameError, UsageError, sto
 import { localParts } from '../util/localtime';
 import { assertSafeName, clusterCount, readVma, writeVma } from '../vma';
 import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE as CLUSTER, ZERO_BLOCK } from '../vma/constants';
-import { popcount16 } from '../vma/extent';
 import { ChunkPool } from '../archive/chunk-pool';
 import { imageClusters } from '../restore/image-clusters';
 import { writeFully } from '../util/io';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
 import { action, makeLogger, parseThreads, Progress, stdoutCarriesData, withStopSignals } from './common';
+import { CreateReport, ReadReport } from './vma-report';
 
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
@@ -63,13 +64,6 @@ export function listText(h: VmaHeader): string {
   return s + `CTIME: ${cCtime(h.ctime)}\n`;
 }
 
-/** printf `%.3g` for a non-negative percentage. */
-function g3(x: number): string {
-  if (x === 0) return '0';
-  return String(Number(x.toPrecision(3)));
-}
-
-/** Progress on stderr, only when stderr is a terminal and the run has lasted a few seconds. */
 // ---------------------------------------------------------------------------------------------
 // input
 
@@ -86,22 +80,9 @@ async function readHeader(archive: string): Promise<VmaHeader> {
   throw new IoError(`'${labelOf(archive)}': no vma header`, archive);
 }
 
-interface Stats {
-  clusters: number;
-  totalClusters: number;
-  bytes: number;
-  sparse: number;
-}
-
-function summaryLine(s: Stats): string {
-  const pct = s.bytes === 0 ? 0 : (s.sparse * 100) / s.bytes;
-  return `total bytes read ${s.bytes}, sparse bytes ${s.sparse} (${g3(pct)}%)\n`;
-}
-
-function countCluster(s: Stats, mask: number): void {
-  s.clusters++;
-  s.bytes += CLUSTER;
-  s.sparse += (BLOCKS_PER_CLUSTER - popcount16(mask)) * BLOCK;
+/** All clusters of a header's devices (what the terminal progress counts). */
+function allClusters(h: VmaHeader): number {
+  return h.devices.reduce((n, d) => n + clusterCount(d.size), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -127,23 +108,26 @@ async function configCommand(archive: string, opts: { config?: string }): Promis
 }
 
 async function verifyCommand(archive: string, opts: { verbose?: boolean; allowMissing?: boolean }): Promise<void> {
-  const stats: Stats = { clusters: 0, totalClusters: 0, bytes: 0, sparse: 0 };
-  const progress = new Progress(`verify '${labelOf(archive)}'`);
+  let report: ReadReport | undefined;
+  let total = 0;
+  const progress = new Progress(`verify '${labelOf(archive)}'`, !opts.verbose);
   try {
     // nothing here keeps a record's blocks
     for await (const rec of readArchiveRecords(archive, { label: labelOf(archive), checkComplete: !opts.allowMissing })) {
       if (rec.type === 'header') {
-        stats.totalClusters = rec.header.devices.reduce((n, d) => n + clusterCount(d.size), 0);
+        total = allClusters(rec.header);
+        report = new ReadReport(rec.header.devices, () => true); // verify reads every stream, vmstate too
         if (opts.verbose) await out(listText(rec.header));
         continue;
       }
-      countCluster(stats, rec.mask);
-      progress.update(stats.clusters, stats.totalClusters);
+      const line = report!.cluster(rec.devId, rec.cluster, rec.mask);
+      if (opts.verbose && line) await out(line);
+      progress.update(report!.clustersRead, total);
     }
   } finally {
     progress.done();
   }
-  if (opts.verbose) await out(summaryLine(stats));
+  if (opts.verbose && report) await out(report.summary());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -193,8 +177,9 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
   const opened: Target[] = [];
   let firstWriteError: unknown;
   let pending: Promise<void>[] = [];
-  const stats: Stats = { clusters: 0, totalClusters: 0, bytes: 0, sparse: 0 };
-  const progress = new Progress(`extract '${label}'`);
+  let report: ReadReport | undefined;
+  let total = 0;
+  const progress = new Progress(`extract '${label}'`, !opts.verbose);
 
   // A queued write owns a copy of its run (at most one cluster) in a buffer that goes round: the
   // reader reuses its chunks as soon as the next record is asked for, so neither side allocates
@@ -222,7 +207,9 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
     for await (const rec of readArchiveRecords(archive, { label })) {
       if (rec.type === 'header') {
         const h = rec.header;
-        stats.totalClusters = h.devices.reduce((n, d) => n + clusterCount(d.size), 0);
+        total = allClusters(h);
+        // the reference's 100 %: the disks it writes, not vmstate
+        report = new ReadReport(h.devices, (d) => d.name !== 'vmstate' && (!wanted || wanted.has(d.name)));
         // check every name before touching the file system
         for (const c of h.configs) assertSafeName(c.name, `config name in '${label}'`);
         const fileOf = (d: { name: string }) => (d.name === 'vmstate' ? 'vmstate.bin' : `disk-${d.name}.raw`);
@@ -266,8 +253,9 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
         await out(devinfo);
         continue;
       }
-      countCluster(stats, rec.mask);
-      progress.update(stats.clusters, stats.totalClusters);
+      const line = report!.cluster(rec.devId, rec.cluster, rec.mask);
+      if (opts.verbose && line) await out(line);
+      progress.update(report!.clustersRead, total);
       const t = targets[rec.devId];
       if (t === undefined || rec.mask === 0) continue;
       clusterWrites(t, rec.cluster, rec.mask, rec.blocks, (buf, pos) => write(t, buf, pos));
@@ -290,7 +278,7 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
       }
     }
   }
-  if (opts.verbose) await out(summaryLine(stats));
+  if (opts.verbose && report) await out(report.summary());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,7 +309,6 @@ function parseDiskSpec(spec: string, index: number, requireFormat: boolean): { n
   return { name, file };
 }
 
-/** 64 KiB clusters of each image in turn; bytes past the end of the file (up to the 512 rounding) read as zeros. */
 /** A random (version 4) uuid as 16 raw bytes, like libuuid's uuid_generate. */
 function randomUuid(): Buffer {
   return Buffer.from(crypto.randomUUID().replace(/-/g, ''), 'hex');
@@ -380,19 +367,26 @@ async function createCommand(
 
   const stats = { zeros: disks.map(() => 0) };
   const totalClusters = disks.reduce((n, d) => n + clusterCount(d.size), 0);
-  const progress = new Progress(`create '${output}'`);
+  const progress = new Progress(`create '${output}'`, !opts.verbose);
+  const report = new CreateReport(disks.reduce((n, d) => n + d.size, 0));
   let done = 0;
   async function* counted(): AsyncGenerator<VmaClusterData> {
+    const first = opts.verbose ? report.begin() : undefined;
+    if (first) process.stderr.write(first);
     for await (const c of imageClusters(
       disks.map((d) => ({ path: d.file, size: d.size })),
       { sizeCheck: 'pad' },
     )) {
       if (opts.verbose) {
         // per-image zero statistics as vma create -v prints them; the writer does its own zero test
+        let zeros = 0;
         for (let b = 0; b < c.data.length; b += BLOCK) {
           const blk = c.data.subarray(b, Math.min(c.data.length, b + BLOCK));
-          if (blk.equals(ZERO_BLOCK.subarray(0, blk.length))) stats.zeros[c.devId - 1]! += blk.length;
+          if (blk.equals(ZERO_BLOCK.subarray(0, blk.length))) zeros += blk.length;
         }
+        stats.zeros[c.devId - 1]! += zeros;
+        const line = report.cluster(c.data.length, zeros);
+        if (line) process.stderr.write(line);
       }
       yield c;
       progress.update(++done, totalClusters);

@@ -3,18 +3,24 @@
 # writes are read by the other, and the text both print (list, config, verify -v, extract -v,
 # create -v) is compared line by line.
 #
-#   scripts/pve-vma-crosscheck.sh --vma /usr/bin/vma      # on a PVE node, or a vma built from pve-qemu
+#   scripts/pve-vma-crosscheck.sh --vma /usr/bin/vma [--dataset ROOT]
+#
+# --dataset ROOT (an existing store root) adds the round trip through the store: the reference's
+# archive is ingested as guest 999, restored, and the restored archive read by the reference; the
+# guest dataset is destroyed afterwards (the script refuses to start if ROOT/999 exists).
 #
 # Not part of CI: PVE's vma is built from QEMU plus pve-qemu's patches and cannot be fetched on a
 # plain Debian machine. docs/cli.md says how it was built for the check recorded there.
-# Needs: bash, coreutils, cmp, diff, gzip; `npm run build` done (bin/vzdump-zfs runs dist/).
+# Needs: bash, coreutils, cmp, diff, gzip (with --dataset: zfs, zstd, lzop); `npm run build` done (bin/vzdump-zfs runs dist/).
 set -euo pipefail
 
-usage() { echo "usage: $0 --vma PATH" >&2; exit 2; }
+usage() { echo "usage: $0 --vma PATH [--dataset ROOT]" >&2; exit 2; }
 VMA=
+DATASET=
 while [ $# -gt 0 ]; do
   case "$1" in
     --vma) VMA=${2:-}; shift 2 || usage ;;
+    --dataset) DATASET=${2:-}; shift 2 || usage ;;
     *) usage ;;
   esac
 done
@@ -22,8 +28,17 @@ done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OURS="$ROOT/bin/vzdump-zfs"
 SAMPLE="$ROOT/test/fixtures/pve-sample-truncated.vma.gz"
+GUEST=999
+if [ -n "$DATASET" ] && zfs list -H -o name "$DATASET/$GUEST" >/dev/null 2>&1; then
+  echo "$DATASET/$GUEST exists - not touching it" >&2
+  exit 2
+fi
 W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
+cleanup() {
+  rm -rf "$W"
+  if [ -n "$DATASET" ] && zfs list -H -o name "$DATASET/$GUEST" >/dev/null 2>&1; then zfs destroy -r "$DATASET/$GUEST"; fi
+}
+trap cleanup EXIT
 export TZ=UTC
 failed=0
 pass() { echo "ok   - $*"; }
@@ -97,6 +112,22 @@ same "verify -v of a diskless archive" "$W/v1" "$W/v2"
 gzip -dc "$SAMPLE" >"$W/sample.vma"
 "$VMA" verify -v "$W/sample.vma" >"$W/v1"; ours verify --allow-missing -v "$W/sample.vma" >"$W/v2"
 same "verify -v of the truncated PVE sample (ours with --allow-missing)" "$W/v1" "$W/v2"
+
+# ---- through the store: the reference's archive in, a restored archive out, read by the reference
+if [ -n "$DATASET" ]; then
+  name=vzdump-qemu-$GUEST-2026_11_10-02_00_00.vma
+  cp "$W/real.vma" "$W/$name" && zstd -q --rm "$W/$name"
+  node "$OURS" ingest "$W/$name.zst" --dataset "$DATASET" 2>/dev/null
+  node "$OURS" restore $GUEST 2026_11_10-02_00_00 -o "$W/restored.vma.lzo" --dataset "$DATASET" 2>/dev/null
+  lzop -dc "$W/restored.vma.lzo" >"$W/restored.vma"
+  if "$VMA" verify "$W/restored.vma"; then pass "reference verify accepts the restored archive"; else fail "reference verify rejects the restored archive"; fi
+  "$VMA" list "$W/real.vma" >"$W/l1"; "$VMA" list "$W/restored.vma" >"$W/l2"
+  same "reference list: restored = original" "$W/l1" "$W/l2"
+  "$VMA" extract "$W/restored.vma" "$W/x3" >/dev/null
+  for f in qemu-server.conf qemu-server.fw; do same "reference extract of the restored archive: $f" "$W/$f" "$W/x3/$f"; done
+  same "reference extract of the restored archive: disk-drive-scsi0.raw" "$W/a.raw" "$W/x3/disk-drive-scsi0.raw"
+  same "reference extract of the restored archive: disk-drive-virtio1.raw" "$W/b.raw" "$W/x3/disk-drive-virtio1.raw"
+fi
 
 if [ "$failed" -ne 0 ]; then
   echo "$failed check(s) failed"

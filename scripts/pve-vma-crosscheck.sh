@@ -127,6 +127,20 @@ if [ -n "$DATASET" ]; then
   for f in qemu-server.conf qemu-server.fw; do same "reference extract of the restored archive: $f" "$W/$f" "$W/x3/$f"; done
   same "reference extract of the restored archive: disk-drive-scsi0.raw" "$W/a.raw" "$W/x3/disk-drive-scsi0.raw"
   same "reference extract of the restored archive: disk-drive-virtio1.raw" "$W/b.raw" "$W/x3/disk-drive-virtio1.raw"
+  # as qmrestore drives it: the archive on stdin, target volumes named through a map on a FIFO
+  mkdir "$W/vols"
+  truncate -s "$(stat -c %s "$W/a.raw")" "$W/vols/scsi0.raw"
+  truncate -s "$(stat -c %s "$W/b.raw")" "$W/vols/virtio1.raw"
+  mkfifo "$W/map"
+  printf 'format=raw:1:drive-scsi0=%s\nformat=raw:1:drive-virtio1=%s\ndone\n' "$W/vols/scsi0.raw" "$W/vols/virtio1.raw" >"$W/map" &
+  if node "$OURS" restore $GUEST 2026_11_10-02_00_00 -o - --dataset "$DATASET" 2>/dev/null | "$VMA" extract -v -r "$W/map" - "$W/x4" >/dev/null; then
+    pass "qmrestore's form: restore -o - | vma extract -v -r MAP - DIR"
+  else
+    fail "qmrestore's form: restore -o - | vma extract -v -r MAP - DIR"
+  fi
+  wait
+  same "qmrestore's form: volume drive-scsi0" "$W/a.raw" "$W/vols/scsi0.raw"
+  same "qmrestore's form: volume drive-virtio1" "$W/b.raw" "$W/vols/virtio1.raw"
 fi
 
 if [ "$failed" -ne 0 ]; then

@@ -7,7 +7,8 @@
  * Reading (vma-reader.c restore_extent):
  * - progress: `progress N% (read X bytes, duration S sec)` each time the integer percentage of
  *   clusters read changes. The total is Σ floor(size / 64 KiB) over the devices the tool reads
- *   into (verify: all devices, vmstate included; extract: the disks, not vmstate), while every
+ *   into (verify: all devices, vmstate included; extract: the disks, also those `-d` leaves out,
+ *   not vmstate), while every
  *   cluster read counts, so the last lines can pass 100 %. No total, no progress lines (the
  *   reference divides by zero there).
  * - sparse bytes: the 4 KiB blocks absent from a cluster's mask, clipped at the device's last

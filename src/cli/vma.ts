@@ -208,8 +208,8 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
       if (rec.type === 'header') {
         const h = rec.header;
         total = allClusters(h);
-        // the reference's 100 %: the disks it writes, not vmstate
-        report = new ReadReport(h.devices, (d) => d.name !== 'vmstate' && (!wanted || wanted.has(d.name)));
+        // the reference's 100 %: its disks, also those -d skips (it registers them as skipped), not vmstate
+        report = new ReadReport(h.devices, (d) => d.name !== 'vmstate');
         // check every name before touching the file system
         for (const c of h.configs) assertSafeName(c.name, `config name in '${label}'`);
         const fileOf = (d: { name: string }) => (d.name === 'vmstate' ? 'vmstate.bin' : `disk-${d.name}.raw`);

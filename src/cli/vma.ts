@@ -80,9 +80,9 @@ async function readHeader(archive: string): Promise<VmaHeader> {
   throw new IoError(`'${labelOf(archive)}': no vma header`, archive);
 }
 
-/** All clusters of a header's devices (what the terminal progress counts). */
-function allClusters(h: VmaHeader): number {
-  return h.devices.reduce((n, d) => n + clusterCount(d.size), 0);
+/** All clusters of these devices (what the terminal progress counts). */
+function allClusters(devices: readonly { size: number }[]): number {
+  return devices.reduce((n, d) => n + clusterCount(d.size), 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ async function verifyCommand(archive: string, opts: { verbose?: boolean; allowMi
     // nothing here keeps a record's blocks
     for await (const rec of readArchiveRecords(archive, { label: labelOf(archive), checkComplete: !opts.allowMissing })) {
       if (rec.type === 'header') {
-        total = allClusters(rec.header);
+        total = allClusters(rec.header.devices);
         report = new ReadReport(rec.header.devices, () => true); // verify reads every stream, vmstate too
         if (opts.verbose) await out(listText(rec.header));
         continue;
@@ -207,7 +207,7 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
     for await (const rec of readArchiveRecords(archive, { label })) {
       if (rec.type === 'header') {
         const h = rec.header;
-        total = allClusters(h);
+        total = allClusters(h.devices);
         // the reference's 100 %: its disks, also those -d skips (it registers them as skipped), not vmstate
         report = new ReadReport(h.devices, (d) => d.name !== 'vmstate');
         // check every name before touching the file system
@@ -366,7 +366,7 @@ async function createCommand(
   }
 
   const stats = { zeros: disks.map(() => 0) };
-  const totalClusters = disks.reduce((n, d) => n + clusterCount(d.size), 0);
+  const totalClusters = allClusters(disks);
   const progress = new Progress(`create '${output}'`, !opts.verbose);
   const report = new CreateReport(disks.reduce((n, d) => n + d.size, 0));
   let done = 0;

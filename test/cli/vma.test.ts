@@ -178,6 +178,26 @@ describe('create -> list/config/verify/extract round trip', () => {
     expect(fs.readFileSync(path.join(x, 'disk-drive-scsi0.raw')).equals(padTo(fs.readFileSync(f.a), round512(fs.statSync(f.a).size)))).toBe(true);
   });
 
+  test("'-' reads a shell pipe (a FIFO, not a socket)", () => {
+    const archive = path.join(dir, 'rt.vma');
+    const script = 'cat "$1" | "$2" "$3" vma verify -v -';
+    const text = execFileSync('bash', ['-c', script, 'bash', archive, process.execPath, BIN], { env: { ...process.env, TZ: 'UTC' } }).toString();
+    expect(text.replace(/duration \d+ sec/g, 'duration 0 sec')).toBe(run(['list', archive]).stdout.toString() + PROGRESS + SUMMARY);
+  });
+
+  test("'-' also reads a file redirected to stdin (read whole, like a named file)", () => {
+    const archive = path.join(dir, 'rt.vma');
+    const fd = fs.openSync(archive, 'r');
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'vma', 'verify', '-v', '-'], { stdio: [fd, 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } });
+      expect(r.stderr.toString()).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout.toString().replace(/duration \d+ sec/g, 'duration 0 sec')).toBe(run(['list', archive]).stdout.toString() + PROGRESS + SUMMARY);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
   test('extract -d extracts only the listed devices; -v adds the summary; an unknown device is not-found', () => {
     const out = path.join(dir, 'rt.vma.zst');
     const x = path.join(dir, 'x-only-virtio1');

@@ -310,6 +310,17 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
     return measureCommand(cli('extract', zst, xdir));
   };
   await measure('vma extract .vma.zst (to a dir, same disk, fsync)', vmaBytes, extractZst, { floor: zstdDc, cli: true });
+  // ---- PVE's own vma on the same archives, when given (`--pve-vma`): no target, a comparison ----
+  // it reads .vma.zst the way vzdump's restore feeds it, through `zstd -dc |`
+  if (opts.pveVma) {
+    const pve = opts.pveVma;
+    await measure("PVE's vma verify .vma", vmaBytes, () => measureCommand([pve, 'verify', vma]), { floor: catVma });
+    await measure("PVE's vma extract .vma (to a dir, same disk)", vmaBytes, () => {
+      fresh(xdir);
+      return measureCommand([pve, 'extract', vma, xdir]);
+    }, { floor: catVma });
+    await measure("zstd -dc .vma.zst | PVE's vma verify -", vmaBytes, () => measurePipeline(['zstd', '-q', '-d', '-c', zst], [pve, 'verify', '-']), { floor: zstdDc });
+  }
   fresh(xdir);
   const measured = `measured in ${((Date.now() - t0) / 1000).toFixed(0)} s, ${loadLine()} at the end`;
   log(measured);
@@ -369,6 +380,7 @@ async function bench(dir: string, size: number, opts: BenchOptions): Promise<voi
       'vma runs are `node bin/vzdump-zfs vma ...` child processes (node start-up included: see the verify tiny rows); peak RSS is GNU time %M (largest single process, e.g. node, not node+zstd).',
       '"excl. start-up" = the same ratio with the wall time of the matching "verify tiny" row (node start, module load, header, decompressor start, one cluster) taken off the reader\'s time: its streaming rate.',
       'ref: zstd of the .vma stream itself, the real lower bound of create .vma.zst (GB/s counted in image bytes, like the create rows).',
+      ...(opts.pveVma ? [`PVE's vma rows: ${opts.pveVma} on the same archives, for comparison (its extract writes through QEMU's block layer and flushes; no target).`] : []),
       'create and extract rows fsync their output files; the image is sparse (zero clusters are holes); the first .vma extract was compared with the images by cmp: identical.',
       `${measured} (the bench itself keeps 1-2 processes busy; a higher load means other work competed).`,
       ...verdicts.map((v) => `target: ${v}`),

@@ -9,6 +9,7 @@
  * /var/tmp) where temp files go; it must be a real disk, not tmpfs. Exit code 2 on bad
  * arguments, 1 when a section fails.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runCodecBench } from '../bench/codec';
 import { machineLine, type BenchOptions } from '../bench/measure';
@@ -25,7 +26,7 @@ const SECTIONS: Record<string, Section | undefined> = {
   store: (o) => import('../bench/store').then((m) => m.runStoreBench(o)),
 };
 
-const USAGE = `usage: node dist/bench.js [${[...Object.keys(SECTIONS), 'all'].join('|')}] [--size <n>[K|M|G]] [--tmpdir <dir>]`;
+const USAGE = `usage: node dist/bench.js [${[...Object.keys(SECTIONS), 'all'].join('|')}] [--size <n>[K|M|G]] [--tmpdir <dir>] [--pve-vma <path>]`;
 
 function usage(message: string): never {
   process.stderr.write(`bench: ${message}\n${USAGE}\n`);
@@ -36,15 +37,18 @@ export async function main(argv: string[]): Promise<number> {
   let section = 'all';
   let sizeArg = process.env.VZBENCH_SIZE;
   let tmpRoot = process.env.VZBENCH_TMPDIR || '/var/tmp';
+  let pveVma = process.env.VZBENCH_PVE_VMA || undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--size' || a === '--tmpdir') {
+    if (a === '--size' || a === '--tmpdir' || a === '--pve-vma') {
       const v = argv[++i];
       if (v === undefined) usage(`option '${a}' needs a value`);
       if (a === '--size') sizeArg = v;
-      else tmpRoot = v;
+      else if (a === '--tmpdir') tmpRoot = v;
+      else pveVma = v;
     } else if (a.startsWith('--size=')) sizeArg = a.slice('--size='.length);
     else if (a.startsWith('--tmpdir=')) tmpRoot = a.slice('--tmpdir='.length);
+    else if (a.startsWith('--pve-vma=')) pveVma = a.slice('--pve-vma='.length);
     else if (a === '-h' || a === '--help') {
       process.stdout.write(`${USAGE}\n`);
       return 0;
@@ -56,7 +60,14 @@ export async function main(argv: string[]): Promise<number> {
     size = parseSize(sizeArg);
     if (size === undefined) usage(`invalid size '${sizeArg}' - expected e.g. 4G, 512M or a byte count`);
   }
-  const opts: BenchOptions = { size, tmpRoot, cli: [process.execPath, path.join(__dirname, '..', 'bin', 'vzdump-zfs')] };
+  if (pveVma !== undefined) {
+    try {
+      fs.accessSync(pveVma, fs.constants.X_OK);
+    } catch {
+      usage(`--pve-vma '${pveVma}' is not an executable file`);
+    }
+  }
+  const opts: BenchOptions = { size, tmpRoot, cli: [process.execPath, path.join(__dirname, '..', 'bin', 'vzdump-zfs')], pveVma };
   if (section !== 'all' && SECTIONS[section] === undefined) usage(`section '${section}' is not part of this build`);
   const run = section === 'all' ? Object.keys(SECTIONS).filter((k) => SECTIONS[k] !== undefined) : [section];
 

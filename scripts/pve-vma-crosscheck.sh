@@ -98,6 +98,20 @@ for a in ours real; do
   "$VMA" extract -v "$W/$a.vma" "$W/e1-$a" | nodur "$W/e1-$a" >"$W/v1"; ours extract -v "$W/$a.vma" "$W/e2-$a" | nodur "$W/e2-$a" >"$W/v2"
   same "extract -v of $a.vma" "$W/v1" "$W/v2"
 done
+# -r MAP: the targets the map names (qmrestore's way); `1:` targets hold old data, `0:` ones read as zeros
+for who in real ours; do
+  head -c "$(stat -c %s "$W/a.raw")" /dev/urandom >"$W/t1-$who.raw"
+  truncate -s $(($(stat -c %s "$W/b.raw") + 1048576)) "$W/t2-$who.raw"
+  printf 'format=raw:1:drive-scsi0=%s\nthrottling.bps=1048576:format=raw:cache=none:0:drive-virtio1=%s\ndone\n' \
+    "$W/t1-$who.raw" "$W/t2-$who.raw" >"$W/map-$who"
+done
+"$VMA" extract -v -r "$W/map-real" "$W/real.vma" "$W/r1" | nodur "$W/r1" >"$W/v1"
+ours extract -v -r "$W/map-ours" "$W/real.vma" "$W/r2" | nodur "$W/r2" >"$W/v2"
+same "extract -v -r MAP output" "$W/v1" "$W/v2"
+same "extract -r MAP: drive-scsi0 (1:, over old data)" "$W/t1-real.raw" "$W/t1-ours.raw"
+same "extract -r MAP: drive-virtio1 (0:, 1 MiB larger target)" "$W/t2-real.raw" "$W/t2-ours.raw"
+same "extract -r MAP: drive-scsi0 is the image" "$W/a.raw" "$W/t1-ours.raw"
+
 ours create -v "$W/ours2.vma" "${CFG[@]}" "drive-scsi0=$W/a.raw" "drive-virtio1=$W/b.raw" 2>"$W/create-ours.txt"
 grep '^image ' "$W/create-real.txt" >"$W/i1"; grep '^image ' "$W/create-ours.txt" >"$W/i2"
 same "create -v image statistics" "$W/i1" "$W/i2"

@@ -3,20 +3,22 @@
  * tool (vma-format.md §5, §6), on top of the src/vma codec and src/archive compression stages.
  *
  * Owns: argument handling, output text, and the file side of extract (sparse positional writes,
- * tmp-disk-*.raw renamed on success) and create (images read in 64 KiB clusters, O_EXCL output).
+ * tmp-disk-*.raw renamed on success, or with -r the targets a map names, written in place) and create (images read in 64 KiB clusters, O_EXCL output).
  * Leaves the format to src/vma and (de)compression to src/archive.
  * The -v text is the reference's (vma-report.ts); scripts/pve-vma-crosscheck.sh compares both tools.
  * Differences from `vma`: ARCHIVE may be compressed (decompressor chosen by its name; `-` is an
  * uncompressed stream on stdin); verify and extract also fail on missing clusters (verify
  * `--allow-missing` matches the reference); extract rejects unsafe config/device names and removes
  * its tmp-disk files on failure; a `vmstate` stream is extracted verbatim to vmstate.bin (the
- * reference keeps only its non-zero blocks); create reads raw images only (regular files).
+ * reference keeps only its non-zero blocks); create reads raw images only (regular files), and
+ * -r writes raw targets only (format=raw; throttling and cache options are accepted, not applied).
  * Errors are one line `vzdump-zfs: <message>` and a non-zero exit (common.ts `action`).
  */
 import { Command } from 'commander';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as readline from 'node:readline';
 import { compress, openArchive } from '../archive/compression';
 import { readArchiveRecords } from '../ingest/archive-records';
 import { compressionFromFileName } from '../archive/names';
@@ -30,6 +32,7 @@ import { writeFully } from '../util/io';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
 import { action, makeLogger, parseThreads, Progress, stdoutCarriesData, withStopSignals } from './common';
 import { CreateReport, ReadReport } from './vma-report';
+import { parseMap, parseMapLine, type MapEntry, type MapTarget } from './vma-map';
 
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
@@ -136,9 +139,96 @@ async function verifyCommand(archive: string, opts: { verbose?: boolean; allowMi
 interface Target {
   name: string;
   size: number;
-  tmp: string;
-  final: string;
+  /** where the disk is written: our tmp-disk-*.raw, or a target named by the -r map */
+  path: string;
+  /** for our own tmp file: its name once complete (it is removed on failure); none for map targets */
+  final?: string;
   fh: fs.promises.FileHandle;
+  /** the target may hold old data: write whole clusters, zeros too (map `1:`) */
+  writeZero: boolean;
+}
+
+/** A cluster as the device sees it: stored blocks, zeros for absent ones; `into` is 64 KiB. */
+function wholeCluster(mask: number, blocks: Buffer, into: Buffer): Buffer {
+  let src = 0;
+  for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
+    const at = j * BLOCK;
+    if (mask & (1 << j)) {
+      blocks.copy(into, at, src, src + BLOCK);
+      src += BLOCK;
+    } else {
+      into.fill(0, at, at + BLOCK);
+    }
+  }
+  return into;
+}
+
+/** The size of a map target: a regular file's length, or a block device's (from sysfs). */
+async function targetSize(file: string, fh: fs.promises.FileHandle): Promise<number> {
+  const st = await fh.stat();
+  if (st.isFile()) return st.size;
+  if (st.isBlockDevice()) {
+    // Linux's dev_t: major in bits 8-19 and 32-43, minor in bits 0-7 and 20-31
+    const rdev = BigInt(st.rdev);
+    const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+    const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+    const sysfs = `/sys/dev/block/${major}:${minor}/size`;
+    try {
+      return Number(await fs.promises.readFile(sysfs, 'utf8')) * 512;
+    } catch (err) {
+      throw new IoError(`'${file}': cannot read the block device's size from ${sysfs} - ${(err as Error).message}`, file, { cause: err });
+    }
+  }
+  throw new IoError(`'${file}': not a regular file or block device`, file);
+}
+
+/** Opens a -r map target for `d`, checked like vma.c: raw, and at most 4 MiB larger than the disk. */
+async function openMapTarget(d: { name: string; size: number }, e: MapTarget, where: string): Promise<Target> {
+  const raw = e.format === undefined ? e.path.endsWith('.raw') || e.path.startsWith('/dev/') : e.format === 'raw';
+  if (!raw) {
+    throw new UsageError(
+      e.format === undefined
+        ? `${where}: no format for '${e.path}' (device '${d.name}') - give format=raw`
+        : `${where}: format '${e.format}' of '${e.path}' (device '${d.name}') is not supported - only raw`,
+    );
+  }
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(e.path, 'r+');
+  } catch (err) {
+    throw new IoError(`can't open file '${e.path}' for device '${d.name}' - ${(err as Error).message}`, e.path, { cause: err });
+  }
+  try {
+    const size = await targetSize(e.path, fh);
+    if (size < d.size || size - d.size > 4 * 1024 * 1024) {
+      throw new IoError(`'${e.path}': unexpected size ${size} for device '${d.name}' of ${d.size} bytes (it may be up to 4 MiB larger, not smaller)`, e.path);
+    }
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return { name: d.name, size: d.size, path: e.path, fh, writeZero: e.writeZero };
+}
+
+/** Reads the -r map up to its end line (`done`, an empty line or the end; a FIFO is not read further). */
+async function readMapFile(file: string): Promise<Map<string, MapEntry>> {
+  const where = `map '${file}'`;
+  const input = fs.createReadStream(file, { encoding: 'utf8' });
+  const lines = readline.createInterface({ input, crlfDelay: Infinity });
+  const text: string[] = [];
+  try {
+    for await (const line of lines) {
+      text.push(line);
+      if (parseMapLine(line, where) === undefined) break;
+    }
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new IoError(`unable to read map '${file}' - ${(err as Error).message}`, file, { cause: err });
+  } finally {
+    lines.close();
+    input.destroy();
+  }
+  return parseMap(text.join('\n'), where);
 }
 
 /** Writes a cluster's stored blocks at their device offsets, skipping all-zero blocks (the file is sparse). */
@@ -170,7 +260,7 @@ function clusterWrites(t: Target, cluster: number, mask: number, blocks: Buffer,
   flush(src);
 }
 
-async function extractCommand(archive: string, dir: string, opts: { verbose?: boolean; drives?: string }): Promise<void> {
+async function extractCommand(archive: string, dir: string, opts: { verbose?: boolean; drives?: string; readmap?: string }): Promise<void> {
   const label = labelOf(archive);
   const wanted = opts.drives ? new Set(opts.drives.split(',').filter((s) => s !== '')) : undefined;
   const targets: (Target | undefined)[] = [];
@@ -186,13 +276,14 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
   // per cluster and memory stays flat (read chunks + MAX_PENDING_WRITES clusters).
   // in flight at most: MAX_PENDING_WRITES, plus the runs of one cluster (a run per stored block at worst)
   const writeBuffers = new ChunkPool(CLUSTER, MAX_PENDING_WRITES + BLOCKS_PER_CLUSTER);
+  const scratch = Buffer.alloc(CLUSTER); // a whole cluster for `1:` map targets; write() copies it at once
   const write = (t: Target, run: Buffer, pos: number) => {
     const own = writeBuffers.get();
     run.copy(own);
     const p = writeFully(t.fh, own.subarray(0, run.length), pos).then(
       () => writeBuffers.release(own),
       (err: NodeJS.ErrnoException) => {
-        firstWriteError ??= new IoError(`'${t.tmp}': write at offset ${pos} failed - ${err.message}`, t.tmp, { cause: err });
+        firstWriteError ??= new IoError(`'${t.path}': write at offset ${pos} failed - ${err.message}`, t.path, { cause: err });
       },
     );
     pending.push(p);
@@ -239,12 +330,27 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
           seenConfigs.add(c.name);
           await fs.promises.writeFile(path.join(dir, c.name), c.data, { flag: 'wx' });
         }
+        // -r: the list output, then the map names each disk's target (written in place, as vma does)
+        let map: Map<string, MapEntry> | undefined;
+        if (opts.readmap !== undefined) {
+          await out(listText(h));
+          map = await readMapFile(opts.readmap);
+        }
         let devinfo = '';
         for (const d of h.devices) {
           if (wanted && !wanted.has(d.name)) continue;
+          if (map && d.name !== 'vmstate') {
+            const e = map.get(d.name);
+            if (e === undefined) throw new NotFoundError(`map '${opts.readmap}': no device name mapping for ${d.name}`, 'device', d.name);
+            if ('skip' in e) continue;
+            const t = await openMapTarget(d, e, `map '${opts.readmap}'`);
+            opened.push(t);
+            targets[d.id] = t;
+            continue;
+          }
           const tmp = path.join(dir, `tmp-${fileOf(d)}`);
           const fh = await fs.promises.open(tmp, 'wx');
-          const t: Target = { name: d.name, size: d.size, tmp, final: path.join(dir, fileOf(d)), fh };
+          const t: Target = { name: d.name, size: d.size, path: tmp, final: path.join(dir, fileOf(d)), fh, writeZero: false };
           opened.push(t);
           targets[d.id] = t;
           await fh.truncate(d.size);
@@ -257,15 +363,21 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
       if (opts.verbose && line) await out(line);
       progress.update(report!.clustersRead, total);
       const t = targets[rec.devId];
-      if (t === undefined || rec.mask === 0) continue;
-      clusterWrites(t, rec.cluster, rec.mask, rec.blocks, (buf, pos) => write(t, buf, pos));
+      if (t === undefined) continue;
+      if (t.writeZero) {
+        // the whole cluster, up to the device's end: the target may hold anything
+        const base = rec.cluster * CLUSTER;
+        write(t, wholeCluster(rec.mask, rec.blocks, scratch).subarray(0, Math.min(CLUSTER, t.size - base)), base);
+      } else if (rec.mask !== 0) {
+        clusterWrites(t, rec.cluster, rec.mask, rec.blocks, (buf, pos) => write(t, buf, pos));
+      }
       if (pending.length > MAX_PENDING_WRITES) await drain(MAX_PENDING_WRITES / 2);
     }
     await drain(0);
     // on disk before the files get their final names, as vma extract flushes its targets
     for (const t of opened) await t.fh.sync();
     for (const t of opened) await t.fh.close();
-    for (const t of opened) await fs.promises.rename(t.tmp, t.final);
+    for (const t of opened) if (t.final !== undefined) await fs.promises.rename(t.path, t.final);
     ok = true;
   } finally {
     progress.done();
@@ -274,7 +386,7 @@ async function extractCommand(archive: string, dir: string, opts: { verbose?: bo
       pending = [];
       for (const t of opened) {
         await t.fh.close().catch(() => undefined);
-        await fs.promises.unlink(t.tmp).catch(() => undefined);
+        if (t.final !== undefined) await fs.promises.unlink(t.path).catch(() => undefined); // our own tmp file, not a map target
       }
     }
   }
@@ -466,7 +578,8 @@ export function registerVmaCommands(program: Command): void {
     .argument('<dir>', 'target directory; must not exist')
     .option('-v, --verbose', 'print a summary after the DEVINFO lines')
     .option('-d, --drives <list>', 'extract only these devices (comma-separated device names)')
-    .action(action(async (archive: string, dir: string, o: { verbose?: boolean; drives?: string }) => extractCommand(archive, dir, o)));
+    .option('-r, --readmap <map>', "write each disk to the target the map (a FIFO or file, qmrestore's format) names, in place")
+    .action(action(async (archive: string, dir: string, o: { verbose?: boolean; drives?: string; readmap?: string }) => extractCommand(archive, dir, o)));
 
   vma
     .command('create')

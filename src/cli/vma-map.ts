@@ -63,10 +63,13 @@ export function parseMapLine(line: string, where: string): MapEntry | undefined 
   return target;
 }
 
-/** Parses a whole map (text up to `done`); later lines for the same device win, as in vma.c. */
-export function parseMap(text: string, where: string): Map<string, MapEntry> {
+/**
+ * Reads map lines up to the end line (`done`, an empty line or the end of input) and no further
+ * (a FIFO's writer may keep it open); a later line for the same device wins, as in vma.c.
+ */
+export async function parseMap(lines: AsyncIterable<string> | Iterable<string>, where: string): Promise<Map<string, MapEntry>> {
   const map = new Map<string, MapEntry>();
-  for (const line of text.split('\n')) {
+  for await (const line of lines) {
     const e = parseMapLine(line, where);
     if (e === undefined) break;
     map.set(e.devname, e);

@@ -32,7 +32,7 @@ import { writeFully } from '../util/io';
 import type { VmaClusterData, VmaConfig, VmaHeader } from '../vma';
 import { action, makeLogger, parseThreads, Progress, stdoutCarriesData, withStopSignals } from './common';
 import { CreateReport, ReadReport } from './vma-report';
-import { parseMap, parseMapLine, type MapEntry, type MapTarget } from './vma-map';
+import { parseMap, type MapEntry, type MapTarget } from './vma-map';
 
 const MAX_PENDING_WRITES = 16;
 const DEFAULT_CONFIG = 'qemu-server.conf';
@@ -210,17 +210,12 @@ async function openMapTarget(d: { name: string; size: number }, e: MapTarget, wh
   return { name: d.name, size: d.size, path: e.path, fh, writeZero: e.writeZero };
 }
 
-/** Reads the -r map up to its end line (`done`, an empty line or the end; a FIFO is not read further). */
+/** Reads the -r map (a FIFO or a file) up to its end line. */
 async function readMapFile(file: string): Promise<Map<string, MapEntry>> {
-  const where = `map '${file}'`;
   const input = fs.createReadStream(file, { encoding: 'utf8' });
   const lines = readline.createInterface({ input, crlfDelay: Infinity });
-  const text: string[] = [];
   try {
-    for await (const line of lines) {
-      text.push(line);
-      if (parseMapLine(line, where) === undefined) break;
-    }
+    return await parseMap(lines, `map '${file}'`);
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw new IoError(`unable to read map '${file}' - ${(err as Error).message}`, file, { cause: err });
@@ -228,7 +223,6 @@ async function readMapFile(file: string): Promise<Map<string, MapEntry>> {
     lines.close();
     input.destroy();
   }
-  return parseMap(text.join('\n'), where);
 }
 
 /** Writes a cluster's stored blocks at their device offsets, skipping all-zero blocks (the file is sparse). */

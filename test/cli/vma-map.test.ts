@@ -64,8 +64,12 @@ describe('parseMapLine', () => {
 });
 
 describe('parseMap', () => {
-  test('stops at done; a later line for the same disk wins', () => {
-    const m = parseMap('1:drive-scsi0=/a\n0:drive-scsi0=/b\nskip=drive-sata0\ndone\n1:drive-ide0=/never', W);
+  test('stops at done, reading no further; a later line for the same disk wins', async () => {
+    async function* lines() {
+      yield* ['1:drive-scsi0=/a', '0:drive-scsi0=/b', 'skip=drive-sata0', 'done'];
+      throw new Error('read past done');
+    }
+    const m = await parseMap(lines(), W);
     expect([...m.keys()]).toEqual(['drive-scsi0', 'drive-sata0']);
     expect(m.get('drive-scsi0')).toMatchObject({ path: '/b', writeZero: false });
   });

@@ -473,26 +473,29 @@ function fdHandle(fd: number): ReadHandle {
 }
 
 /**
- * Reads standard input to its end. A pipe or socket (`zstd -dc x.vma.zst | vzdump-zfs vma verify -`)
- * is read as a stream, in the event loop: fs reads on a pipe go through the thread pool once per
- * 64 KiB the writer hands over, which made such a pipeline 3x slower. Anything else goes to
- * readFd: a redirected regular file is read whole from its start (through `pool`), a terminal or
- * device sequentially.
+ * Reads an open descriptor to its end. A pipe or socket (`zstd -dc x.vma.zst | vzdump-zfs vma verify -`,
+ * a named FIFO) is read as a stream, in the event loop, and the stream takes the descriptor over
+ * (`handOver` is called; it closes it): fs reads on a pipe go through the thread pool once per
+ * 64 KiB the writer hands over, which made such a pipeline 3-4x slower. Anything else goes to
+ * readFd: a regular file through `pool` (stdin redirected from a file is read whole, from its
+ * start), a terminal or device sequentially.
  */
-async function* readStdin(label: string, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
+async function* readDescriptor(fd: number, name: string, handOver: () => void, signal?: AbortSignal, pool?: ChunkPool): AsyncGenerator<Buffer> {
   signal?.throwIfAborted();
-  const st = await fdHandle(0).stat();
+  const h = fdHandle(fd);
+  const st = await h.stat();
   if (!st.isFIFO() && !st.isSocket()) {
-    yield* readFd(fdHandle(0), label, signal, pool);
+    yield* readFd(h, name, signal, pool);
     return;
   }
-  const input = new net.Socket({ fd: 0, readable: true, writable: false });
+  handOver();
+  const input = new net.Socket({ fd, readable: true, writable: false });
   const onAbort = () => input.destroy();
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
     const err = yield* flowingChunks(input);
     signal?.throwIfAborted();
-    if (err) throw new IoError(`'${label}': read failed - ${err.message}`, label, { cause: err });
+    if (err) throw new IoError(`'${name}': read failed - ${err.message}`, name, { cause: err });
   } finally {
     signal?.removeEventListener('abort', onAbort);
     input.destroy();
@@ -503,29 +506,26 @@ async function* readStdin(label: string, signal?: AbortSignal, pool?: ChunkPool)
  * Open an archive file (`-` = stdin) and yield its decompressed bytes. The decompressor is chosen
  * from the file name (compressionFromFileName) unless `opts.compression` is given. A compressed
  * file is handed to the decompressor as its stdin file descriptor, so no bytes pass through JS
- * on the way in.
+ * on the way in; an uncompressed one is read by readDescriptor.
  */
 export async function* openArchive(file: string, opts: OpenArchiveOptions = {}): AsyncGenerator<Buffer> {
   const c = opts.compression ?? compressionFromFileName(file);
   const label = opts.label ?? (file === '-' ? '(stdin)' : path.basename(file));
-  let fh: fs.promises.FileHandle | undefined;
-  const fd = file === '-' ? 0 : undefined;
-  if (fd === undefined) {
+  const stdin = file === '-';
+  let fd = 0;
+  if (!stdin) {
     try {
-      fh = await fs.promises.open(file, 'r');
+      fd = await new Promise<number>((resolve, reject) => fs.open(file, 'r', (err, n) => (err ? reject(err) : resolve(n))));
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       throw new IoError(`'${file}': ${e.code === 'ENOENT' ? 'no such file' : `cannot open - ${e.message}`}`, file, { cause: err });
     }
   }
+  let ours = !stdin; // closed here unless a stream took it over
   try {
-    if (c === 'none') {
-      if (fh) yield* readFd(fh, file, opts.signal, opts.chunkPool);
-      else yield* readStdin(label, opts.signal, opts.chunkPool);
-    } else {
-      yield* runFilter(decompressArgv(c), { kind: 'fd', fd: fh ? fh.fd : 0 }, { label, signal: opts.signal });
-    }
+    if (c === 'none') yield* readDescriptor(fd, stdin ? label : file, () => (ours = false), opts.signal, opts.chunkPool);
+    else yield* runFilter(decompressArgv(c), { kind: 'fd', fd }, { label, signal: opts.signal });
   } finally {
-    await fh?.close();
+    if (ours) await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
   }
 }

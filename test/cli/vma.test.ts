@@ -185,6 +185,18 @@ describe('create -> list/config/verify/extract round trip', () => {
     expect(text.replace(/duration \d+ sec/g, 'duration 0 sec')).toBe(run(['list', archive]).stdout.toString() + PROGRESS + SUMMARY);
   });
 
+  test('a named FIFO is read like a pipe', () => {
+    const archive = path.join(dir, 'rt.vma');
+    const fifo = path.join(dir, 'fifo.vma');
+    execFileSync('mkfifo', [fifo]);
+    const writer = spawn('bash', ['-c', 'cat "$0" > "$1"', archive, fifo]);
+    const r = run(['verify', '-v', fifo]);
+    writer.kill();
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.toString().replace(/duration \d+ sec/g, 'duration 0 sec')).toBe(run(['list', archive]).stdout.toString() + PROGRESS + SUMMARY);
+  });
+
   test("'-' also reads a file redirected to stdin (read whole, like a named file)", () => {
     const archive = path.join(dir, 'rt.vma');
     const fd = fs.openSync(archive, 'r');

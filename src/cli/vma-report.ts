@@ -85,25 +85,43 @@ export class ReadReport {
 }
 
 /**
- * `vma create -v`: `progress N% TRANSFERRED/TOTAL ZERO_BYTES` on each change of the percentage.
+ * `vma create -v`: `progress N% TRANSFERRED/TOTAL ZERO_BYTES` on each change of the percentage,
+ * then one `image …` line per image.
  * The reference polls its writer from the main loop, so its lines lag behind by a few clusters
  * and, with several disks written at once, mix their counts; these are exact, in image order.
  */
 export class CreateReport {
+  private readonly total: number;
   private transferred = 0;
+  /** all-zero 4 KiB blocks in bytes: per image, and summed */
+  private readonly zeros: number[];
   private zeroBytes = 0;
   private lastPercent = -1;
-  constructor(private readonly total: number) {}
+
+  constructor(private readonly images: readonly { name: string; size: number }[]) {
+    this.total = images.reduce((n, d) => n + d.size, 0);
+    this.zeros = images.map(() => 0);
+  }
 
   /** The line before the first cluster (the reference polls once before anything is transferred). */
   begin(): string | undefined {
-    return this.cluster(0, 0);
+    return this.progress();
   }
 
-  /** `length`: the cluster's bytes inside the device; `zeros`: its all-zero 4 KiB blocks in bytes. */
-  cluster(length: number, zeros: number): string | undefined {
+  /** image `index` (0-based); `length`: the cluster's bytes inside the image; `zeros`: its all-zero 4 KiB blocks in bytes. */
+  cluster(index: number, length: number, zeros: number): string | undefined {
     this.transferred += length;
+    this.zeros[index]! += zeros;
     this.zeroBytes += zeros;
+    return this.progress();
+  }
+
+  /** The `image NAME: size= zeros= saved=` lines printed at the end. */
+  imageLines(): string {
+    return this.images.map((d, i) => `image ${d.name}: size=${d.size} zeros=${this.zeros[i]} saved=${d.size - this.zeros[i]!}\n`).join('');
+  }
+
+  private progress(): string | undefined {
     if (this.total === 0) return undefined;
     const percent = Math.floor((this.transferred * 100) / this.total);
     if (percent === this.lastPercent) return undefined;

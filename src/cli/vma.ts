@@ -3,7 +3,8 @@
  * tool (vma-format.md §5, §6), on top of the src/vma codec and src/archive compression stages.
  *
  * Owns: argument handling, output text, and the file side of extract (sparse positional writes,
- * tmp-disk-*.raw renamed on success, or with -r the targets a map names, written in place) and create (images read in 64 KiB clusters, O_EXCL output).
+ * tmp-disk-*.raw renamed on success, or with -r the targets a map names, written in place) and
+ * create (images read in 64 KiB clusters, O_EXCL output).
  * Leaves the format to src/vma and (de)compression to src/archive.
  * The -v text is the reference's (vma-report.ts); scripts/pve-vma-crosscheck.sh compares both tools.
  * Differences from `vma`: ARCHIVE may be compressed (decompressor chosen by its name; `-` is an
@@ -471,10 +472,9 @@ async function createCommand(
     }
   }
 
-  const stats = { zeros: disks.map(() => 0) };
   const totalClusters = allClusters(disks);
   const progress = new Progress(`create '${output}'`, !opts.verbose);
-  const report = new CreateReport(disks.reduce((n, d) => n + d.size, 0));
+  const report = new CreateReport(disks);
   let done = 0;
   async function* counted(): AsyncGenerator<VmaClusterData> {
     const first = opts.verbose ? report.begin() : undefined;
@@ -490,8 +490,7 @@ async function createCommand(
           const blk = c.data.subarray(b, Math.min(c.data.length, b + BLOCK));
           if (blk.equals(ZERO_BLOCK.subarray(0, blk.length))) zeros += blk.length;
         }
-        stats.zeros[c.devId - 1]! += zeros;
-        const line = report.cluster(c.data.length, zeros);
+        const line = report.cluster(c.devId - 1, c.data.length, zeros);
         if (line) process.stderr.write(line);
       }
       yield c;
@@ -531,7 +530,7 @@ async function createCommand(
     }
   }
   if (opts.verbose) {
-    disks.forEach((d, i) => process.stderr.write(`image ${d.name}: size=${d.size} zeros=${stats.zeros[i]} saved=${d.size - stats.zeros[i]!}\n`));
+    process.stderr.write(report.imageLines());
   }
 }
 

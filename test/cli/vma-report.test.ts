@@ -83,14 +83,25 @@ describe('ReadReport', () => {
 });
 
 describe('CreateReport', () => {
-  test('a first line at 0 %, then one per change of the percentage', () => {
-    const r = new CreateReport(65536 + 8192);
+  test('a first line at 0 %, then one per change of the percentage; the image lines at the end', () => {
+    const r = new CreateReport([{ name: 'drive-scsi0', size: 65536 + 8192 }]);
     expect(r.begin()).toBe('progress 0% 0/73728 0\n');
-    expect(r.cluster(65536, 61440)).toBe('progress 88% 65536/73728 61440\n'); // floor(6553600 / 73728)
-    expect(r.cluster(8192, 8192)).toBe('progress 100% 73728/73728 69632\n');
+    expect(r.cluster(0, 65536, 61440)).toBe('progress 88% 65536/73728 61440\n'); // floor(6553600 / 73728)
+    expect(r.cluster(0, 8192, 8192)).toBe('progress 100% 73728/73728 69632\n');
+    expect(r.imageLines()).toBe('image drive-scsi0: size=73728 zeros=69632 saved=4096\n');
+  });
+
+  test('zeros are counted per image, and summed in the progress line', () => {
+    const r = new CreateReport([
+      { name: 'drive-scsi0', size: 65536 },
+      { name: 'drive-scsi1', size: 65536 },
+    ]);
+    expect(r.cluster(0, 65536, 4096)).toBe('progress 50% 65536/131072 4096\n');
+    expect(r.cluster(1, 65536, 65536)).toBe('progress 100% 131072/131072 69632\n');
+    expect(r.imageLines()).toBe('image drive-scsi0: size=65536 zeros=4096 saved=61440\nimage drive-scsi1: size=65536 zeros=65536 saved=0\n');
   });
 
   test('nothing to write, no progress', () => {
-    expect(new CreateReport(0).begin()).toBeUndefined();
+    expect(new CreateReport([]).begin()).toBeUndefined();
   });
 });

@@ -31,8 +31,12 @@ import { BLOCK_SIZE as BLOCK, BLOCKS_PER_CLUSTER, CLUSTER_SIZE, ZERO_BLOCK, ZERO
 import { clusterCount } from '../vma/names';
 import { DigestFile } from './digest-file';
 
-/** changed clusters being read/compared/written at once (4 MiB of data at most) */
-const MAX_IN_FLIGHT = 32;
+/**
+ * changed clusters being read/compared/written at once (16 MiB of data at most). Measured on a
+ * day-3 ingest of an 8 GiB disk (2250 changed clusters, zfs-fuse, 2 cores): with 32 the reader
+ * waited 0.42-0.61 s on a full queue in bursts of changes, with 128 at most 0.02 s.
+ */
+const MAX_IN_FLIGHT = 128;
 
 export interface DiskSyncStats {
   clusters: number;

@@ -192,8 +192,8 @@ export function registerStoreCommands(program: Command): void {
         const s = r.stats!;
         process.stdout.write(
           `stored '${b.archive}' as '${b.snapshot}': ${humanBytes(s.diskBytes)} of disk, ` +
-            `${s.blocksWritten} changed 4 KiB blocks written (${humanBytes(s.bytesWritten)}), ` +
-            `${s.clustersUnchanged} of ${s.clusters} clusters unchanged by digest, ${s.seconds.toFixed(1)} s\n`,
+            `${s.clustersWritten} of ${s.clusters} 64 KiB clusters changed (${s.clustersUnchanged} unchanged by digest), ` +
+            `${s.blocksWritten} 4 KiB blocks written (${humanBytes(s.bytesWritten)}${s.clustersRewritten > 0 ? `; ${s.clustersRewritten} clusters written whole` : ''}), ${s.seconds.toFixed(1)} s\n`,
         );
         return 0;
       });

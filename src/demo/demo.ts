@@ -179,7 +179,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoRow[]> {
         ingestSeconds: r.stats!.seconds,
         blocksWritten: r.stats!.blocksWritten,
       });
-      o.log(`day ${d}: ingested '${path.basename(day.archivePath)}' in ${r.stats!.seconds.toFixed(1)} s (${r.stats!.blocksWritten} blocks written)`);
+      o.log(`day ${d}: ingested '${path.basename(day.archivePath)}' in ${r.stats!.seconds.toFixed(1)} s (${r.stats!.clustersWritten} 64 KiB clusters changed, ${r.stats!.blocksWritten} 4 KiB blocks written)`);
       if (!o.keep) fs.rmSync(day.archivePath);
     }
     const checked = await checkRestore(store, vmid, last!, workDir);

@@ -57,7 +57,13 @@ export interface IngestStats {
   diskBytes: number;
   clusters: number;
   clustersUnchanged: number;
+  /** changed clusters whose old content was read to find the differing blocks */
   clustersCompared: number;
+  /** changed clusters written whole without reading them (recordsize >= 64 KiB) */
+  clustersRewritten: number;
+  /** clusters whose content changed (anything was written into them) */
+  clustersWritten: number;
+  /** 4 KiB blocks written (in clusters written whole, all of their blocks) */
   blocksWritten: number;
   bytesRead: number;
   bytesWritten: number;
@@ -256,7 +262,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         header = rec.header;
         checkHeader(header, fileName);
         for (const d of header.devices) {
-          syncs.set(d.id, new DiskSync(w.dir, d.name, d.size));
+          syncs.set(d.id, new DiskSync(w.dir, d.name, d.size, { recordSize: w.recordSize }));
           totalClusters += clusterCount(d.size);
         }
         // the files the syncs write (also what the manifest records), the configs and our own
@@ -287,6 +293,8 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       clusters: 0,
       clustersUnchanged: 0,
       clustersCompared: 0,
+      clustersRewritten: 0,
+      clustersWritten: 0,
       blocksWritten: 0,
       bytesRead: 0,
       bytesWritten: 0,
@@ -300,6 +308,8 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       stats.clusters += s.clusters;
       stats.clustersUnchanged += s.unchanged;
       stats.clustersCompared += s.compared;
+      stats.clustersRewritten += s.rewritten;
+      stats.clustersWritten += s.clustersWritten;
       stats.blocksWritten += s.blocksWritten;
       stats.bytesRead += s.bytesRead;
       stats.bytesWritten += s.bytesWritten;
@@ -357,6 +367,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         at: Math.floor(Date.now() / 1000),
         seconds: Math.round(stats.seconds * 1000) / 1000,
         clustersUnchanged: stats.clustersUnchanged,
+        clustersWritten: stats.clustersWritten,
         blocksWritten: stats.blocksWritten,
       },
     };

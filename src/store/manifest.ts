@@ -60,7 +60,7 @@ export interface Manifest {
   /** side files kept with the backup, relative names (`vzdump.log`, `vzdump.notes`) */
   log?: string;
   notes?: string;
-  ingest: { tool: string; at: number; seconds: number; clustersUnchanged: number; blocksWritten: number };
+  ingest: { tool: string; at: number; seconds: number; clustersUnchanged: number; clustersWritten?: number; blocksWritten: number };
 }
 
 export function writeManifest(dir: string, m: Manifest): void {

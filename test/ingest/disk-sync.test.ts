@@ -44,8 +44,8 @@ function shuffle<T>(a: T[], seed = 7): T[] {
   return a;
 }
 
-async function sync(dir: string, image: Buffer, name = 'drive-scsi0') {
-  const s = new DiskSync(dir, name, image.length);
+async function sync(dir: string, image: Buffer, name = 'drive-scsi0', recordSize?: number) {
+  const s = new DiskSync(dir, name, image.length, { recordSize });
   for (const c of shuffle(clustersOf(image))) {
     s.apply(c);
     if (s.busy) await s.ready();
@@ -185,6 +185,54 @@ describe('DiskSync', () => {
     expect(st.compared).toBe(4);
     expect(st.blocksWritten).toBe(1);
     expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(next)).toBe(true);
+  });
+
+  describe('with a recordsize of 64 KiB or more', () => {
+    const R = 64 * 1024;
+
+    it('writes a changed cluster whole without reading the old one, and the image comes out exact', async () => {
+      const size = 8 * C + 3 * B + 100; // a partial last cluster with a partial last block
+      const img = makeImage(size);
+      const first = await sync(dir, img, 'drive-scsi0', R);
+      // first ingest: every old cluster is a known hole, so only non-zero blocks are written, as before
+      expect(first.rewritten).toBe(0);
+      expect(first.blocksWritten).toBe(clustersOf(img).reduce((n, c) => n + c.blocks.length / B, 0));
+      const next = Buffer.from(img);
+      randomBytes(B).copy(next, 2 * C + 5 * B); // one block in cluster 2
+      next.fill(0, 6 * C, 7 * C); // cluster 6 now all zero
+      randomBytes(50).copy(next, 8 * C + 3 * B); // the partial last block of the last cluster
+      // the image opened write-only: a read of the old content would fail with EBADF
+      const s = new DiskSync(dir, 'drive-scsi0', size, { recordSize: R });
+      const priv = s as unknown as { fd: number };
+      fs.closeSync(priv.fd);
+      priv.fd = fs.openSync(path.join(dir, diskImageName('drive-scsi0')), fs.constants.O_WRONLY);
+      for (const c of shuffle(clustersOf(next))) {
+        s.apply(c);
+        if (s.busy) await s.ready();
+      }
+      const st = await s.close();
+      expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(next)).toBe(true);
+      expect(st).toMatchObject({ clusters: 9, unchanged: 6, compared: 0, rewritten: 3, clustersWritten: 3, bytesRead: 0 });
+      // clusters 2 and 6 whole (16 blocks each), the last one up to the disk end (3 blocks + a partial one)
+      expect(st.blocksWritten).toBe(16 + 16 + 4);
+      expect(st.bytesWritten).toBe(2 * C + 3 * B + 100);
+      expect((await sync(dir, next, 'drive-scsi0', R)).unchanged).toBe(9);
+    });
+
+    it('still compares block by block below 64 KiB, and where no digests were recorded', async () => {
+      const img = makeImage(4 * C);
+      await sync(dir, img, 'drive-scsi0', R);
+      const next = Buffer.from(img);
+      randomBytes(B).copy(next, C);
+      const small = await sync(dir, next, 'drive-scsi0', 16 * 1024);
+      expect(small).toMatchObject({ compared: 1, rewritten: 0, clustersWritten: 1, blocksWritten: 1 });
+      fs.rmSync(path.join(dir, digestFileName('drive-scsi0')));
+      const again = Buffer.from(next);
+      randomBytes(B).copy(again, 3 * C);
+      const untrusted = await sync(dir, again, 'drive-scsi0', R);
+      expect(untrusted).toMatchObject({ compared: 4, rewritten: 0, clustersWritten: 1, blocksWritten: 1 });
+      expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(again)).toBe(true);
+    });
   });
 });
 

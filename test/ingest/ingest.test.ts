@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { compress, decompress } from '../../src/archive/compression';
 import type { Compression } from '../../src/archive/names';
 import { ingestArchive, ingestTarget } from '../../src/ingest/ingest';
-import { diskImageName } from '../../src/ingest/disk-sync';
+import { DiskSync, diskImageName } from '../../src/ingest/disk-sync';
 import { restoreBackup } from '../../src/restore/restore';
 import { verifyBackup, verifyBackupDir } from '../../src/restore/verify';
 import { BackupStore } from '../../src/store/store';
@@ -91,6 +91,28 @@ function differingBlocks(a: Buffer, b: Buffer): number {
     if (!x.equals(y)) n++;
   }
   return n;
+}
+
+/**
+ * What a sync at recordsize >= 64 KiB writes going from image `a` to `b`: each 64 KiB cluster that
+ * differs is written whole (its blocks up to the disk end), except where the old cluster was all
+ * zero (a hole, or past the old end), where only the blocks that differ are.
+ */
+function wholeClusterWrites(a: Buffer, b: Buffer): { clusters: number; blocks: number } {
+  const C = 65536;
+  let clusters = 0;
+  let blocks = 0;
+  for (let off = 0; off < b.length; off += C) {
+    const x = Buffer.alloc(C);
+    const y = Buffer.alloc(C);
+    a.copy(x, 0, Math.min(off, a.length), Math.min(off + C, a.length));
+    b.copy(y, 0, off, Math.min(off + C, b.length));
+    if (x.equals(y)) continue;
+    clusters++;
+    const inDisk = Math.ceil((Math.min(off + C, b.length) - off) / 4096);
+    blocks += x.equals(Buffer.alloc(C)) ? differingBlocks(x.subarray(0, inDisk * 4096), y.subarray(0, inDisk * 4096)) : inDisk;
+  }
+  return { clusters, blocks };
 }
 
 function conf(text: string): { name: string; data: Buffer } {
@@ -187,8 +209,11 @@ describeZfs('ingest and restore on a real pool', () => {
       expect(r.status).toBe('stored');
       stats.push(r.stats!);
     }
-    // day 2 wrote exactly the 4 KiB blocks that differ from day 1 (the grown part counts as zeros before)
-    expect(stats[1]!.blocksWritten).toBe(differingBlocks(day1.disks[0]!.data, d2scsi));
+    // day 2 (recordsize 64K) wrote the clusters that differ from day 1 whole, unread, and of the
+    // grown part (zeros before) only the non-zero blocks
+    const w = wholeClusterWrites(day1.disks[0]!.data, d2scsi);
+    expect(stats[1]).toMatchObject({ clustersWritten: w.clusters, blocksWritten: w.blocks, clustersCompared: 0 });
+    expect(stats[1]!.clustersRewritten).toBeGreaterThan(0);
     expect(stats[1]!.clustersUnchanged).toBeGreaterThan(15);
 
     const list = await store.list(vmid);
@@ -423,10 +448,56 @@ describeZfs('ingest and restore on a real pool', () => {
       const next = Buffer.from(first.disks[0]!.data);
       randomBytes(4096).copy(next, 4096);
       const r = await ingestArchive(s, { archive: await writeArchive(work, name(113, 3, 'vma'), { ...first, disks: [{ name: 'drive-scsi0', data: next }] }, 'none'), timeZone: 'UTC' });
-      expect(r.stats!.blocksWritten).toBe(1);
+      expect(r.stats).toMatchObject({ clustersWritten: 1, blocksWritten: 16 });
     } finally {
       await small.destroy();
     }
+  });
+
+  it('at recordsize 16K writes only the 4 KiB blocks that differ, read from the old image', async () => {
+    const s16 = new BackupStore(tp.zfs, `${tp.root}/rs16k`, { lockDir: path.join(work, 'locks-16k'), recordsize: '16K' });
+    await tp.zfs.create(`${tp.root}/rs16k`);
+    const vmid = 116;
+    await ingestArchive(s16, { archive: await writeArchive(work, name(vmid, 1, 'vma'), day1, 'none'), timeZone: 'UTC' });
+    const next = Buffer.from(day1.disks[0]!.data);
+    randomBytes(4096).copy(next, 4 * C + 4096);
+    next.fill(0, 9 * C, 9 * C + 8192);
+    randomBytes(100).copy(next, 17 * C);
+    const day2: Guest = { configs: day1.configs, disks: [{ name: 'drive-scsi0', data: next }, day1.disks[1]!] };
+    const r = await ingestArchive(s16, { archive: await writeArchive(work, name(vmid, 2, 'vma'), day2, 'none'), timeZone: 'UTC' });
+    expect(r.stats).toMatchObject({ clustersWritten: 3, clustersCompared: 3, clustersRewritten: 0, blocksWritten: differingBlocks(day1.disks[0]!.data, next) });
+    expect(r.stats!.blocksWritten).toBe(4);
+    const img = fs.readFileSync(path.join(tp.mountRoot, path.basename(tp.root), 'rs16k', String(vmid), diskImageName('drive-scsi0')));
+    expect(img.equals(next)).toBe(true);
+  });
+
+  it('at recordsize 64K a changed cluster written whole costs the snapshot no more than its changed blocks would', async () => {
+    // the same two days synced by DiskSync into two 64K datasets, one comparing block by block
+    // (no recordSize given), one writing changed clusters whole: the zfs send -i sizes are equal
+    const day1img = disk(64 * C, 21);
+    const day2img = Buffer.from(day1img);
+    for (let c = 0; c < 64; c += 3) randomBytes(4096).copy(day2img, c * C + ((c * 5) % 16) * 4096); // one block in every third cluster
+    const sizes: number[] = [];
+    for (const [ds, recordSize] of [['cmp-blocks', undefined], ['cmp-whole', 65536]] as const) {
+      const full = `${tp.root}/${ds}`;
+      await tp.zfs.create(full, { recordsize: '64K', compression: 'on' });
+      const dir = path.join(tp.mountRoot, path.basename(tp.root), ds);
+      for (const [i, img] of [day1img, day2img].entries()) {
+        const sync = new DiskSync(dir, 'drive-scsi0', img.length, { recordSize });
+        const vma = writeVma({ uuid: randomBytes(16), ctime: 0, configs: [], devices: [{ name: 'drive-scsi0', size: img.length }] }, clustersOf([{ name: 'drive-scsi0', data: img }], 'seq'));
+        for await (const rec of readVma(vma, { label: ds })) {
+          if (rec.type === 'header') continue;
+          sync.apply(rec);
+          if (sync.busy) await sync.ready();
+        }
+        const st = await sync.close();
+        if (i === 1) expect(st).toMatchObject(recordSize ? { rewritten: 22, compared: 0 } : { rewritten: 0, compared: 22 });
+        await tp.zfs.snapshot(`${full}@d${i + 1}`);
+      }
+      expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(day2img)).toBe(true);
+      sizes.push(await tp.zfs.sendSize(`${full}@d1`, `${full}@d2`));
+    }
+    expect(sizes[1]).toBe(sizes[0]);
   });
 
   it('verify detects a disk block that no longer matches its digest', async () => {

@@ -5,13 +5,13 @@
  * For each incoming cluster it first compares the cluster's digest (BLAKE3, see
  * src/store/cluster-digest.ts) with the one recorded at the last ingest (digest-file.ts): equal
  * means unchanged, and the old image is not read at all. What a mismatch costs depends on the
- * dataset's recordsize, the unit ZFS rewrites:
+ * image's record size (its ZFS block size, see DiskSyncOptions), the unit ZFS rewrites:
  * - below 64 KiB (16K, 32K) the old cluster is read and compared block by block, and only the
  *   differing 4 KiB blocks are written (adjacent ones with one positional write), so only the
  *   records that really changed are rewritten;
  * - at 64 KiB and above a record holds whole clusters, and ZFS rewrites the whole record whatever
  *   part of it is written: the changed cluster is written whole, without reading the old one. The
- *   snapshot delta is the same byte for byte (measured: docs/design.md), and the read of the old
+ *   snapshot delta has the same size (measured: docs/design.md), and the read of the old
  *   cluster (a random read per changed cluster, on a disk pool a seek) is saved; at exactly 64 KiB
  *   ZFS need not read the old record either, as the write covers it.
  * A cluster known to be zero before (a hole) is never read: its non-zero blocks are written. An
@@ -69,9 +69,12 @@ export interface DiskSyncStats {
 
 export interface DiskSyncOptions {
   /**
-   * recordsize of the dataset holding the image, in bytes: at 64 KiB and above changed clusters are
-   * written whole, below (or when not given) their differing blocks are found by reading the old
-   * cluster
+   * Size in bytes of the image's records, the unit its file system rewrites: at 64 KiB and above
+   * changed clusters are written whole, below that their differing blocks are found by reading
+   * the old cluster. Default: the existing image's st_blksize, which ZFS reports as the file's
+   * own block size (the dataset's recordsize when the file was created: a later
+   * `zfs set recordsize` does not change it, so the dataset's value could mislead); other file
+   * systems report their page-sized I/O unit, so images there are compared.
    */
   recordSize?: number;
 }
@@ -135,13 +138,17 @@ export class DiskSync {
       /* new digest file */
     }
     this.trustDigests = digestsExisted || !imageHadData;
-    this.wholeClusters = this.trustDigests && (opts.recordSize ?? 0) >= CLUSTER_SIZE;
+    let recordSize: number;
     try {
       this.fd = fs.openSync(this.imagePath, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+      // the block size of the records already there (taken before a resize could change it)
+      recordSize = opts.recordSize ?? fs.fstatSync(this.fd).blksize;
       fs.ftruncateSync(this.fd, size);
     } catch (e) {
       throw new IoError(`cannot open disk image '${this.imagePath}': ${(e as Error).message}`, this.imagePath, { cause: e });
     }
+    // a new image (all its clusters known zero) is never read, whatever its record size
+    this.wholeClusters = this.trustDigests && recordSize >= CLUSTER_SIZE;
     try {
       this.digests = new DigestFile(digestPath, clusters, this.algorithm);
     } catch (e) {

@@ -262,7 +262,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         header = rec.header;
         checkHeader(header, fileName);
         for (const d of header.devices) {
-          syncs.set(d.id, new DiskSync(w.dir, d.name, d.size, { recordSize: w.recordSize }));
+          syncs.set(d.id, new DiskSync(w.dir, d.name, d.size));
           totalClusters += clusterCount(d.size);
         }
         // the files the syncs write (also what the manifest records), the configs and our own

@@ -124,8 +124,6 @@ export interface GuestWrite {
   dataset: string;
   /** Mountpoint of the guest dataset: write the backup's files here. */
   dir: string;
-  /** recordsize of the guest dataset in bytes (what ZFS rewrites as one unit) */
-  recordSize: number;
   /** True when this write created the guest dataset. */
   created: boolean;
   /** Snapshots with all properties, clears the dirty mark, releases the lock. */
@@ -448,16 +446,16 @@ export class BackupStore {
       } else {
         await this.zfs.set(ds, { [P.dirty]: marker });
       }
-      let m: { dir: string; recordSize: number };
+      let dir: string;
       try {
-        m = await this.mounted(ds);
+        dir = await this.mountedDir(ds);
       } catch (e) {
         // nothing was written yet: take back the dataset this call created, or its dirty mark (a
         // later recovery would otherwise roll back, or destroy a dataset that has no snapshot)
         await (created ? this.zfs.destroy(ds) : this.zfs.inherit(ds, P.dirty)).catch(() => undefined);
         throw e;
       }
-      return new Write(this, lock, vmid, ds, m.dir, m.recordSize, created, since);
+      return new Write(this, lock, vmid, ds, dir, created, since);
     } catch (e) {
       await lock.release();
       throw e;
@@ -617,17 +615,12 @@ export class BackupStore {
   }
 
   private async mountedDir(ds: string): Promise<string> {
-    return (await this.mounted(ds)).dir;
-  }
-
-  /** Mounts `ds` if it is not; its mountpoint and recordsize (bytes), read with one `zfs get`. */
-  private async mounted(ds: string): Promise<{ dir: string; recordSize: number }> {
-    const { mountpoint, mounted, recordsize } = await this.zfs.get(ds, ['mountpoint', 'mounted', 'recordsize']);
+    const { mountpoint, mounted } = await this.zfs.get(ds, ['mountpoint', 'mounted']);
     if (!mountpoint.startsWith('/')) {
       throw new ConfigError(`dataset '${ds}' has no usable mountpoint ('${mountpoint}') - set one on '${this.root}'`, 'store.dataset');
     }
     if (mounted !== 'yes') await this.zfs.mount(ds);
-    return { dir: mountpoint, recordSize: Number(recordsize) };
+    return mountpoint;
   }
 
   // ------------------------------------------------------------ reading
@@ -708,7 +701,6 @@ class Write implements GuestWrite {
     readonly vmid: number,
     readonly dataset: string,
     readonly dir: string,
-    readonly recordSize: number,
     readonly created: boolean,
     /** when the write began (epoch seconds), as its dirty mark says */
     private readonly since: number,

@@ -454,7 +454,7 @@ describeZfs('ingest and restore on a real pool', () => {
     }
   });
 
-  it('at recordsize 16K writes only the 4 KiB blocks that differ, read from the old image', async () => {
+  it('at recordsize 16K writes only the 4 KiB blocks that differ, read from the old image, also after recordsize is raised', async () => {
     const s16 = new BackupStore(tp.zfs, `${tp.root}/rs16k`, { lockDir: path.join(work, 'locks-16k'), recordsize: '16K' });
     await tp.zfs.create(`${tp.root}/rs16k`);
     const vmid = 116;
@@ -467,18 +467,29 @@ describeZfs('ingest and restore on a real pool', () => {
     const r = await ingestArchive(s16, { archive: await writeArchive(work, name(vmid, 2, 'vma'), day2, 'none'), timeZone: 'UTC' });
     expect(r.stats).toMatchObject({ clustersWritten: 3, clustersCompared: 3, clustersRewritten: 0, blocksWritten: differingBlocks(day1.disks[0]!.data, next) });
     expect(r.stats!.blocksWritten).toBe(4);
-    const img = fs.readFileSync(path.join(tp.mountRoot, path.basename(tp.root), 'rs16k', String(vmid), diskImageName('drive-scsi0')));
-    expect(img.equals(next)).toBe(true);
+    const imgPath = path.join(tp.mountRoot, path.basename(tp.root), 'rs16k', String(vmid), diskImageName('drive-scsi0'));
+    expect(fs.readFileSync(imgPath).equals(next)).toBe(true);
+    // a recordsize set later changes new files only: the image keeps its 16K blocks, so ingest
+    // goes by the file's own block size and still compares
+    await tp.zfs.set(`${tp.root}/rs16k/${vmid}`, { recordsize: '128K' });
+    expect(fs.statSync(imgPath).blksize).toBe(16384);
+    const day3img = Buffer.from(next);
+    randomBytes(4096).copy(day3img, 2 * C);
+    const day3: Guest = { configs: day1.configs, disks: [{ name: 'drive-scsi0', data: day3img }, day1.disks[1]!] };
+    const r3 = await ingestArchive(s16, { archive: await writeArchive(work, name(vmid, 3, 'vma'), day3, 'none'), timeZone: 'UTC' });
+    expect(r3.stats).toMatchObject({ clustersWritten: 1, clustersCompared: 1, clustersRewritten: 0, blocksWritten: 1 });
+    expect(fs.readFileSync(imgPath).equals(day3img)).toBe(true);
   });
 
   it('at recordsize 64K a changed cluster written whole costs the snapshot no more than its changed blocks would', async () => {
     // the same two days synced by DiskSync into two 64K datasets, one comparing block by block
-    // (no recordSize given), one writing changed clusters whole: the zfs send -i sizes are equal
+    // (told the records were 4 KiB), one writing changed clusters whole (as the files' own 64 KiB
+    // block size says): the zfs send -i sizes are equal
     const day1img = disk(64 * C, 21);
     const day2img = Buffer.from(day1img);
     for (let c = 0; c < 64; c += 3) randomBytes(4096).copy(day2img, c * C + ((c * 5) % 16) * 4096); // one block in every third cluster
     const sizes: number[] = [];
-    for (const [ds, recordSize] of [['cmp-blocks', undefined], ['cmp-whole', 65536]] as const) {
+    for (const [ds, recordSize] of [['cmp-blocks', 4096], ['cmp-whole', undefined]] as const) {
       const full = `${tp.root}/${ds}`;
       await tp.zfs.create(full, { recordsize: '64K', compression: 'on' });
       const dir = path.join(tp.mountRoot, path.basename(tp.root), ds);
@@ -491,7 +502,7 @@ describeZfs('ingest and restore on a real pool', () => {
           if (sync.busy) await sync.ready();
         }
         const st = await sync.close();
-        if (i === 1) expect(st).toMatchObject(recordSize ? { rewritten: 22, compared: 0 } : { rewritten: 0, compared: 22 });
+        if (i === 1) expect(st).toMatchObject(recordSize ? { rewritten: 0, compared: 22 } : { rewritten: 22, compared: 0 });
         await tp.zfs.snapshot(`${full}@d${i + 1}`);
       }
       expect(fs.readFileSync(path.join(dir, diskImageName('drive-scsi0'))).equals(day2img)).toBe(true);

@@ -54,7 +54,7 @@ export interface DiskSyncStats {
   unchanged: number;
   /** clusters whose old content was read and compared */
   compared: number;
-  /** changed clusters written whole without reading the old content (recordsize >= 64 KiB) */
+  /** changed clusters written whole without reading the old content (records of 64 KiB or more) */
   rewritten: number;
   /** clusters into which anything was written: those whose content changed */
   clustersWritten: number;

@@ -57,9 +57,9 @@ export interface IngestStats {
   diskBytes: number;
   clusters: number;
   clustersUnchanged: number;
-  /** changed clusters whose old content was read to find the differing blocks */
+  /** clusters whose old content was read and compared (the changed ones; all when the image had no digests) */
   clustersCompared: number;
-  /** changed clusters written whole without reading them (recordsize >= 64 KiB) */
+  /** changed clusters written whole without reading them (image records of 64 KiB or more) */
   clustersRewritten: number;
   /** clusters whose content changed (anything was written into them) */
   clustersWritten: number;

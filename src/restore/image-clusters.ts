@@ -5,11 +5,13 @@
  * create`, and the demo's generated guests. Reads 4 MiB at a time into two reused buffers, with the
  * next read already in flight while the current chunk's clusters are consumed, so the disk and the
  * writer work at the same time and memory stays at 8 MiB. The writer copies what it keeps, so a
- * yielded cluster's `data` is only valid until the next one is requested.
+ * yielded cluster's `data` is only valid until the next one is requested. A chunk whose clusters
+ * the source's `knownZero` says are all zero is not read: its clusters are the shared zero
+ * cluster.
  */
 import * as fs from 'node:fs';
 import { IntegrityError, IoError, VzError } from '../errors';
-import { CLUSTER_SIZE as CLUSTER } from '../vma/constants';
+import { CLUSTER_SIZE as CLUSTER, ZERO_CLUSTER } from '../vma/constants';
 import type { VmaClusterData } from '../vma/types';
 
 const CHUNK = 4 << 20;
@@ -18,6 +20,11 @@ export interface ImageSource {
   path: string;
   /** device size in bytes: clusters are cut up to here */
   size: number;
+  /**
+   * Whether clusters `first` to `first + count - 1` are all known to be zero without reading them
+   * (restore: from the backup's digest file); false when unsure.
+   */
+  knownZero?: (first: number, count: number) => Promise<boolean>;
 }
 
 export interface ImageClusterOptions {
@@ -45,8 +52,10 @@ export async function* imageClusters(images: ImageSource[], opts: ImageClusterOp
       if (opts.sizeCheck === 'exact' && st.size !== img.size) {
         throw new IntegrityError(`disk image '${img.path}' has ${st.size} bytes, expected ${img.size}`, img.path);
       }
-      const fill = async (buf: Buffer, pos: number): Promise<number> => {
+      /** reads the chunk at `pos` into `buf`; its length, and whether it was skipped as known zero */
+      const fill = async (buf: Buffer, pos: number): Promise<{ len: number; zero: boolean }> => {
         const want = Math.min(CHUNK, img.size - pos);
+        if (img.knownZero && (await img.knownZero(pos / CLUSTER, Math.ceil(want / CLUSTER)))) return { len: want, zero: true };
         let got = 0;
         try {
           while (got < want) {
@@ -61,14 +70,14 @@ export async function* imageClusters(images: ImageSource[], opts: ImageClusterOp
           if (opts.sizeCheck === 'exact') throw new IntegrityError(`disk image '${img.path}' ended at ${pos + got} of ${img.size} bytes`, img.path);
           buf.fill(0, got, want);
         }
-        return want;
+        return { len: want, zero: false };
       };
       let turn = 0;
       let pos = 0;
-      let pending: Promise<number> | undefined = img.size > 0 ? fill(buffers[0]!, 0) : undefined;
+      let pending: Promise<{ len: number; zero: boolean }> | undefined = img.size > 0 ? fill(buffers[0]!, 0) : undefined;
       let cluster = 0;
       while (pending) {
-        const len = await pending;
+        const { len, zero } = await pending;
         const buf = buffers[turn]!;
         const next = pos + len;
         turn ^= 1;
@@ -77,7 +86,9 @@ export async function* imageClusters(images: ImageSource[], opts: ImageClusterOp
         pending?.catch(() => undefined);
         for (let off = 0; off < len; off += CLUSTER) {
           if (opts.signal?.aborted) throw new VzError('cancelled while reading disk images');
-          yield { devId, cluster: cluster++, data: buf.subarray(off, Math.min(off + CLUSTER, len)) };
+          const n = Math.min(CLUSTER, len - off);
+          const data = zero ? (n === CLUSTER ? ZERO_CLUSTER : ZERO_CLUSTER.subarray(0, n)) : buf.subarray(off, off + n);
+          yield { devId, cluster: cluster++, data };
         }
         pos = next;
       }

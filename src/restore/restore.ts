@@ -3,7 +3,8 @@
  * snapshot files -> VMA writer -> compressor -> file or stdout.
  *
  * Owns reading a backup's files through the manifest (configs checked against their recorded
- * SHA-256, disks read sequentially in 1 MiB steps) and the output side: stdout, or a file that
+ * SHA-256, disks read sequentially in 4 MiB steps, skipping the steps that the digest file
+ * records as all zero) and the output side: stdout, or a file that
  * appears under its name only when complete and synced (written as `FILE.partial-PID` beside it,
  * as vzdump writes to a temporary name first, then linked into place, never over an existing
  * file), so a PVE dump directory never lists a cut archive; the partial file goes on any failure
@@ -21,10 +22,12 @@ import { ConflictError, IntegrityError, IoError, VzError, stoppedError } from '.
 import { compress } from '../archive/compression';
 import type { Compression } from '../archive/names';
 import { writeVma } from '../vma/writer';
-import type { VmaConfig } from '../vma/types';
+import type { VmaClusterData, VmaConfig } from '../vma/types';
+import { clusterCount } from '../vma/names';
 import type { BackupStore } from '../store/store';
-import { type Manifest, readManifest } from '../store/manifest';
+import { type Manifest, type ManifestDisk, readManifest } from '../store/manifest';
 import { imageClusters } from './image-clusters';
+import { ZeroClusters } from './zero-clusters';
 
 const READ_SIZE = 1 << 20;
 
@@ -61,6 +64,22 @@ export function readConfigs(dir: string, m: Manifest, what: string): VmaConfig[]
   });
 }
 
+/**
+ * The clusters of a backup's disk images, in dev_id order; chunks whose clusters the digest file
+ * records as all zero are not read (./zero-clusters.ts).
+ */
+async function* snapshotClusters(dir: string, disks: ManifestDisk[], signal?: AbortSignal): AsyncGenerator<VmaClusterData> {
+  const zeros = disks.map((d) => new ZeroClusters(path.join(dir, d.digests), d.digestAlgorithm, clusterCount(d.size)));
+  try {
+    yield* imageClusters(
+      disks.map((d, i) => ({ path: path.join(dir, d.image), size: d.size, knownZero: (first: number, n: number) => zeros[i]!.allZero(first, n) })),
+      { sizeCheck: 'exact', signal },
+    );
+  } finally {
+    await Promise.all(zeros.map((z) => z.close()));
+  }
+}
+
 /** The rebuilt archive as a stream of Buffers (uncompressed VMA, or compressed as asked). */
 export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compression: Compression, opts: { threads?: number; signal?: AbortSignal } = {}): AsyncIterable<Buffer> {
   const configs = readConfigs(dir, m, what);
@@ -73,10 +92,7 @@ export function vmaFromSnapshotDir(dir: string, m: Manifest, what: string, compr
       configs,
       devices: sorted.map((d) => ({ name: d.name, size: d.size })),
     },
-    imageClusters(
-      sorted.map((d) => ({ path: path.join(dir, d.image), size: d.size })),
-      { sizeCheck: 'exact', signal: opts.signal },
-    ),
+    snapshotClusters(dir, sorted, opts.signal),
   );
   return compression === 'none' ? vma : compress(vma, compression, { threads: opts.threads, signal: opts.signal, label: what });
 }

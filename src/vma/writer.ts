@@ -123,7 +123,8 @@ export async function* writeVma(
     if (!dev.seen.add(c.cluster)) fail(`cluster ${c.cluster} of device '${dev.name}' given twice`, 'cluster_num');
 
     let mask = 0;
-    if (!(devBytes === CLUSTER_SIZE && data.equals(ZERO_CLUSTER))) {
+    // the shared zero cluster itself (restore's chunks known to be zero) needs no comparing
+    if (!(devBytes === CLUSTER_SIZE && (data === ZERO_CLUSTER || data.equals(ZERO_CLUSTER)))) {
       if (scratch === undefined) scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
       for (let j = 0; j < BLOCKS_PER_CLUSTER; j++) {
         const bStart = j * BLOCK_SIZE;

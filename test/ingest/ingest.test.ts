@@ -454,6 +454,20 @@ describeZfs('ingest and restore on a real pool', () => {
     }
   });
 
+  it('restore skips the chunks the digests record as zero and still rebuilds the same disks', async () => {
+    const vmid = 117;
+    // three 4 MiB chunks: data in the first and near the end of the last, the middle one all zero
+    const thin = Buffer.alloc(12 << 20);
+    randomBytes(1 << 20).copy(thin, 0);
+    randomBytes(4096).copy(thin, (12 << 20) - 8192);
+    const g: Guest = { configs: [conf('memory: 1')], disks: [{ name: 'drive-scsi0', data: thin }, { name: 'drive-efidisk0', data: Buffer.alloc(540672) }] };
+    await ingestArchive(store, { archive: await writeArchive(work, name(vmid, 1, 'vma'), g, 'none'), timeZone: 'UTC' });
+    const out = path.join(work, 'restored-thin.vma');
+    await restoreBackup(store, { vmid, timestamp: '2026_01_01-02_00_00', output: out, compression: 'none' });
+    expectSameGuest(await readBack(out, 'none'), g);
+    expect(await clonesLeft(tp.zfs, tp.root)).toEqual([]);
+  });
+
   it('at recordsize 16K writes only the 4 KiB blocks that differ, read from the old image, also after recordsize is raised', async () => {
     const s16 = new BackupStore(tp.zfs, `${tp.root}/rs16k`, { lockDir: path.join(work, 'locks-16k'), recordsize: '16K' });
     await tp.zfs.create(`${tp.root}/rs16k`);

@@ -30,6 +30,33 @@ describe('imageClusters', () => {
     expect(Buffer.concat(got.filter((c) => c.devId === 2).map((c) => c.data)).equals(b)).toBe(true);
   });
 
+  it('does not read a chunk whose clusters are known to be zero, and reads every other one', async () => {
+    // 3 chunks of 4 MiB and a partial fourth; the second and the last are "known zero" although
+    // the file holds data there: what comes out for them shows they were not read
+    const size = 3 * (4 << 20) + 3 * 65536 + 100;
+    const img = randomBytes(size);
+    fs.writeFileSync(path.join(dir, 'z'), img);
+    const asked: [number, number][] = [];
+    const knownZero = async (first: number, count: number) => {
+      asked.push([first, count]);
+      return first === 64 || first === 192;
+    };
+    const out: Buffer[] = [];
+    for await (const c of imageClusters([{ path: path.join(dir, 'z'), size, knownZero }], { sizeCheck: 'exact' })) out.push(Buffer.from(c.data));
+    expect(asked).toEqual([
+      [0, 64],
+      [64, 64],
+      [128, 64],
+      [192, 4],
+    ]);
+    const want = Buffer.from(img);
+    want.fill(0, 4 << 20, 8 << 20);
+    want.fill(0, 12 << 20);
+    expect(out.length).toBe(196);
+    expect(out[195]!.length).toBe(100);
+    expect(Buffer.concat(out).equals(want)).toBe(true);
+  });
+
   it("pads a short file with zeros in 'pad' mode and refuses it in 'exact' mode", async () => {
     const f = path.join(dir, 'short');
     fs.writeFileSync(f, Buffer.alloc(5000, 7));

@@ -44,8 +44,9 @@ export class ZeroClusters {
     return true;
   }
 
-  /** Closes the digest file; idempotent. */
+  /** Closes the digest file (after an open still under way); idempotent. */
   async close(): Promise<void> {
+    await this.opened;
     const fh = this.fh;
     this.fh = undefined;
     await fh?.close().catch(() => undefined);

@@ -8,19 +8,16 @@
  * naming the first bad file and cluster.
  */
 import { createHash } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { IntegrityError, stoppedError } from '../errors';
 import type { BackupStore } from '../store/store';
 import { readManifest } from '../store/manifest';
-import { DIGEST_SIZE as DIGEST, type DigestAlgorithm, hashCluster, loadClusterDigests } from '../store/cluster-digest';
+import { type DigestAlgorithm, hashCluster, loadClusterDigests } from '../store/cluster-digest';
 import { CLUSTER_SIZE as CLUSTER } from '../vma/constants';
 import { clusterCount } from '../vma/names';
+import { DigestEntries } from './digest-entries';
 import { imageClusters } from './image-clusters';
 import { readConfigs } from './restore';
-
-/** digest entries read at a time (32 KiB, covering 64 MiB of disk) */
-const SUMS_BATCH = 1024;
 
 export interface VerifyResult {
   disks: number;
@@ -37,23 +34,13 @@ async function verifyDisk(
   signal: AbortSignal | undefined,
 ): Promise<number> {
   const clusters = clusterCount(size);
-  const sums = await fs.promises.open(digests, 'r');
+  // every entry is asked for in order, so the batches read are the whole file, in order
+  const whole = createHash('sha256');
+  const sums = await DigestEntries.open(digests, clusters, (bytes) => whole.update(bytes));
   try {
-    const st = await sums.stat();
-    if (st.size !== clusters * DIGEST) throw new IntegrityError(`digest file '${digests}' has ${st.size} bytes, expected ${clusters * DIGEST}`, digests);
-    const whole = createHash('sha256');
-    const sumBuf = Buffer.alloc(SUMS_BATCH * DIGEST);
-    let batchStart = -SUMS_BATCH;
     // the image is read by the same read-ahead reader restore uses; clusters arrive in order
     for await (const c of imageClusters([{ path: image, size }], { sizeCheck: 'exact', signal })) {
-      if (c.cluster >= batchStart + SUMS_BATCH) {
-        batchStart = c.cluster;
-        const n = Math.min(SUMS_BATCH, clusters - batchStart) * DIGEST;
-        await sums.read(sumBuf, 0, n, batchStart * DIGEST);
-        whole.update(sumBuf.subarray(0, n));
-      }
-      const i = c.cluster - batchStart;
-      if (!hashCluster(alg, c.data).equals(sumBuf.subarray(i * DIGEST, (i + 1) * DIGEST))) {
+      if (!hashCluster(alg, c.data).equals(await sums.get(c.cluster))) {
         throw new IntegrityError(`disk image '${image}': cluster ${c.cluster} (offset ${c.cluster * CLUSTER}) does not match its digest`, image);
       }
     }

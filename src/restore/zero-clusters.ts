@@ -5,23 +5,16 @@
  *
  * Trusts the digest file as ingest does: ingest leaves a cluster unwritten when its digest
  * matches, so the image is only right if the digests are, and the two are snapshotted together.
- * Reads the file read-only and sequentially, DIGEST_BATCH entries at a time. It is an
- * optimisation only: a digest file that cannot be opened or read, or has the wrong length, means
- * "not known" (restore reads the image), never an error; `verify` is what checks the file.
+ * It is an optimisation only: a digest file that cannot be opened or read, or has the wrong
+ * length, means "not known" (restore reads the image), never an error; `verify` is what checks
+ * the file. The file is read through ./digest-entries.ts.
  */
-import * as fs from 'node:fs';
-import { DIGEST_SIZE, type DigestAlgorithm, loadClusterDigests, zeroClusterDigest } from '../store/cluster-digest';
-
-/** digest entries read at a time (32 KiB, covering 64 MiB of disk) */
-const DIGEST_BATCH = 1024;
+import { type DigestAlgorithm, loadClusterDigests, zeroClusterDigest } from '../store/cluster-digest';
+import { DigestEntries } from './digest-entries';
 
 export class ZeroClusters {
-  private fh: fs.promises.FileHandle | undefined;
-  private opened: Promise<boolean> | undefined;
+  private opened: Promise<DigestEntries | undefined> | undefined;
   private zero: Buffer | undefined;
-  private readonly batch = Buffer.alloc(DIGEST_BATCH * DIGEST_SIZE);
-  private batchStart = -1;
-  private batchCount = 0;
   private broken = false;
 
   constructor(
@@ -33,48 +26,31 @@ export class ZeroClusters {
 
   /** Whether clusters `first` .. `first + count - 1` are all recorded as all-zero; false when unsure. */
   async allZero(first: number, count: number): Promise<boolean> {
-    if (!(await (this.opened ??= this.open())) || this.broken) return false;
-    for (let i = first; i < first + count; i++) {
-      if (i < this.batchStart || i >= this.batchStart + this.batchCount) {
-        if (!(await this.load(i))) return false;
-      }
-      const at = (i - this.batchStart) * DIGEST_SIZE;
-      if (!this.batch.subarray(at, at + DIGEST_SIZE).equals(this.zero!)) return false;
+    const entries = await (this.opened ??= this.open());
+    if (!entries || this.broken) return false;
+    try {
+      for (let i = first; i < first + count; i++) if (!(await entries.get(i)).equals(this.zero!)) return false;
+    } catch {
+      this.broken = true;
+      return false;
     }
     return true;
   }
 
   /** Closes the digest file (after an open still under way); idempotent. */
   async close(): Promise<void> {
-    await this.opened;
-    const fh = this.fh;
-    this.fh = undefined;
-    await fh?.close().catch(() => undefined);
+    const entries = await this.opened;
+    this.broken = true;
+    await entries?.close().catch(() => undefined);
   }
 
-  private async open(): Promise<boolean> {
+  private async open(): Promise<DigestEntries | undefined> {
     try {
       await loadClusterDigests();
       this.zero = zeroClusterDigest(this.algorithm);
-      this.fh = await fs.promises.open(this.digestPath, 'r');
-      return (await this.fh.stat()).size === this.clusters * DIGEST_SIZE;
+      return await DigestEntries.open(this.digestPath, this.clusters);
     } catch {
-      return false;
+      return undefined;
     }
-  }
-
-  private async load(first: number): Promise<boolean> {
-    const n = Math.min(DIGEST_BATCH, this.clusters - first);
-    if (n <= 0 || !this.fh) return false;
-    try {
-      const { bytesRead } = await this.fh.read(this.batch, 0, n * DIGEST_SIZE, first * DIGEST_SIZE);
-      if (bytesRead !== n * DIGEST_SIZE) throw new Error('short read');
-    } catch {
-      this.broken = true;
-      return false;
-    }
-    this.batchStart = first;
-    this.batchCount = n;
-    return true;
   }
 }

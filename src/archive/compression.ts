@@ -21,6 +21,7 @@ import * as path from 'node:path';
 import { CompressionError, IoError, stderrTail } from '../errors';
 import { compressionFromFileName, type Compression } from './names';
 import { POOL_CHUNK, type ChunkPool } from './chunk-pool';
+import { openPooledSocket } from './pooled-socket';
 
 /** how far a child's output is read ahead of the consumer */
 const OUTPUT_READ_AHEAD = 4 << 20;
@@ -34,6 +35,8 @@ export interface DecompressOptions {
   /** file name for messages ("'x.vma.zst': zstd failed …") */
   label?: string;
   signal?: AbortSignal;
+  /** read the child's output into this pool's buffers (see ./pooled-socket.ts) */
+  outputPool?: ChunkPool;
 }
 
 export interface CompressOptions extends DecompressOptions {
@@ -159,14 +162,19 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
   signal?.throwIfAborted();
   const tool = argv[0]!;
 
+  // where a socket cannot be made (a temp dir too deep for a socket path, say), the pipe does the job
+  const pooled = opts.outputPool ? await openPooledSocket(opts.outputPool).catch(() => undefined) : undefined;
   let child: ChildProcess;
   try {
     child = spawn(tool, argv.slice(1), {
-      stdio: [stdin.kind === 'fd' ? stdin.fd : 'pipe', 'pipe', 'pipe'],
+      stdio: [stdin.kind === 'fd' ? stdin.fd : 'pipe', pooled ? pooled.childEnd : 'pipe', 'pipe'],
       env: process.env, // explicit, so a PATH changed at run time (and in test sandboxes) is honoured
     });
   } catch (err) {
+    pooled?.destroy();
     throw new CompressionError(`${prefix(label)}cannot run ${tool}: ${(err as Error).message}`, argv, null, '', { cause: err });
+  } finally {
+    pooled?.childEnd.destroy();
   }
 
   let stderr = '';
@@ -263,14 +271,15 @@ async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOp
   await spawned;
   if (exitInfo?.err) {
     signal?.removeEventListener('abort', onAbort);
+    pooled?.destroy();
     await pump;
     throw missingBinary(exitInfo.err);
   }
 
-  const out = child.stdout!;
+  const out = pooled ?? child.stdout!;
   let completed = false;
   try {
-    yield* flowingChunks(out);
+    yield* pooled ? pooled.chunks : flowingChunks(child.stdout!);
     const status = await exited;
     signal?.throwIfAborted();
     if (pumpError) throw pumpError; // the input failed first (and the child was killed for it)
@@ -334,8 +343,9 @@ export interface OpenArchiveOptions extends DecompressOptions {
   /** override the compression implied by the file name */
   compression?: Compression;
   /**
-   * An uncompressed file is read into this pool's buffers (ChunkPool.chunkSize each), which the
-   * consumer hands back with `pool.release`; other sources ignore it.
+   * An uncompressed file, or the decompressor's output for a compressed one, is read into this
+   * pool's buffers (ChunkPool.chunkSize each), which the consumer hands back with `pool.release`;
+   * stdin as a pipe ignores it.
    */
   chunkPool?: ChunkPool;
 }
@@ -524,7 +534,7 @@ export async function* openArchive(file: string, opts: OpenArchiveOptions = {}):
   let ours = !stdin; // closed here unless a stream took it over
   try {
     if (c === 'none') yield* readDescriptor(fd, stdin ? label : file, () => (ours = false), opts.signal, opts.chunkPool);
-    else yield* runFilter(decompressArgv(c), { kind: 'fd', fd }, { label, signal: opts.signal });
+    else yield* runFilter(decompressArgv(c), { kind: 'fd', fd }, { label, signal: opts.signal, outputPool: opts.chunkPool });
   } finally {
     if (ours) await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
   }

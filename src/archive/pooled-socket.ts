@@ -59,6 +59,7 @@ export async function openPooledSocket(pool: ChunkPool): Promise<PooledSocket> {
       socket.once('error', reject);
     });
     const childEnd = await accepted;
+    childEnd.on('error', () => undefined); // this process only hands it on and closes it
     return { childEnd, chunks: reader.chunks(), destroy: () => socket.destroy() };
   } finally {
     server.close();

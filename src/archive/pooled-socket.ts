@@ -51,6 +51,7 @@ export async function openPooledSocket(pool: ChunkPool): Promise<PooledSocket> {
       server.once('connection', resolve);
       server.once('error', reject);
     });
+    accepted.catch(() => undefined); // awaited below unless the connect fails first
     const reader = new PoolReader(pool);
     const socket = net.connect({ path: sockPath, onread: { buffer: () => reader.space(), callback: (n) => reader.filled(n) } });
     reader.attach(socket);

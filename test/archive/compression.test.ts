@@ -241,6 +241,24 @@ describe('process hygiene', () => {
     }
   });
 
+  test('a missing decompressor, with the output read into a pool, leaves no socket open', async () => {
+    const f = path.join(dir, 'nobinary.vma.zst');
+    fs.writeFileSync(f, await collect(compress(chunksOf(sample(10_000, 2)), 'zst')));
+    const pipes = () => process.getActiveResourcesInfo().filter((r) => r === 'PipeWrap').length;
+    const before = pipes();
+    const old = process.env.PATH;
+    process.env.PATH = dir; // no zstd here
+    try {
+      const err = await collect(openArchive(f, { chunkPool: new ChunkPool(64 * 1024) })).catch((e) => e);
+      expect(err).toBeInstanceOf(CompressionError);
+      expect(err.message).toBe("'nobinary.vma.zst': zstd not found - apt-get install zstd");
+    } finally {
+      process.env.PATH = old;
+    }
+    await sleep(20); // closes complete on the next turns of the event loop
+    expect(pipes()).toBe(before);
+  });
+
   test('openArchive of a missing file is an IoError naming it', async () => {
     const f = path.join(dir, 'nope.vma.zst');
     const err = await collect(openArchive(f)).catch((e) => e);

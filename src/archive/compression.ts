@@ -35,8 +35,6 @@ export interface DecompressOptions {
   /** file name for messages ("'x.vma.zst': zstd failed …") */
   label?: string;
   signal?: AbortSignal;
-  /** read the child's output into this pool's buffers (see ./pooled-socket.ts) */
-  outputPool?: ChunkPool;
 }
 
 export interface CompressOptions extends DecompressOptions {
@@ -154,16 +152,17 @@ async function* flowingChunks(out: Readable): AsyncGenerator<Buffer, Error | und
 }
 
 /**
- * Run `argv` as a filter: `stdin` goes to the child's stdin, the child's stdout is yielded.
+ * Run `argv` as a filter: `stdin` goes to the child's stdin, the child's stdout is yielded (read
+ * into `outputPool`'s buffers when given: ./pooled-socket.ts; openArchive's consumer releases them).
  * The core of decompress/compress/openArchive.
  */
-async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOptions): AsyncGenerator<Buffer> {
+async function* runFilter(argv: string[], stdin: StdinSource, opts: DecompressOptions, outputPool?: ChunkPool): AsyncGenerator<Buffer> {
   const { label, signal } = opts;
   signal?.throwIfAborted();
   const tool = argv[0]!;
 
   // where a socket cannot be made (a temp dir too deep for a socket path, say), the pipe does the job
-  const pooled = opts.outputPool ? await openPooledSocket(opts.outputPool).catch(() => undefined) : undefined;
+  const pooled = outputPool ? await openPooledSocket(outputPool).catch(() => undefined) : undefined;
   let child: ChildProcess;
   try {
     child = spawn(tool, argv.slice(1), {
@@ -534,7 +533,7 @@ export async function* openArchive(file: string, opts: OpenArchiveOptions = {}):
   let ours = !stdin; // closed here unless a stream took it over
   try {
     if (c === 'none') yield* readDescriptor(fd, stdin ? label : file, () => (ours = false), opts.signal, opts.chunkPool);
-    else yield* runFilter(decompressArgv(c), { kind: 'fd', fd }, { label, signal: opts.signal, outputPool: opts.chunkPool });
+    else yield* runFilter(decompressArgv(c), { kind: 'fd', fd }, { label, signal: opts.signal }, opts.chunkPool);
   } finally {
     if (ours) await new Promise<void>((resolve) => fs.close(fd, () => resolve()));
   }

@@ -2,9 +2,9 @@
  * The VMA records of a vzdump archive file, for a consumer that keeps no record's blocks once it
  * asks for the next one (DiskSync, `vma verify`, `vma extract`, which copies what it queues).
  *
- * Owns the pairing that makes that cheap: a plain `.vma` (or the decompressor's output) is read into
- * a ChunkPool, the reader runs in transient mode and hands every chunk back to the same pool. Leaves decompression to
- * openArchive and every format check to readVma. A consumer that keeps views of blocks must call
+ * Owns the pairing that makes that cheap: a plain `.vma` (or the decompressor's output) is read
+ * into a ChunkPool, the reader runs in transient mode and hands every chunk back to the same pool.
+ * Leaves decompression to openArchive and every format check to readVma. A consumer that keeps views of blocks must call
  * readVma(openArchive(...)) without these options instead.
  */
 import { ChunkPool } from '../archive/chunk-pool';

@@ -5,8 +5,8 @@
  * Owns the order of writes inside a guest dataset (disk data first, then configs and the log, then
  * the manifest, and last the snapshot that makes the backup exist) and the mapping from archive
  * names to guest and timestamp. Leaves locking, crash recovery, rollback and snapshot properties
- * to the store (BackupStore.beginWrite / commit / abort), decompression to src/archive, and
- * format validation to src/vma. Guarantees: a failure anywhere leaves the guest exactly at its last
+ * to the store (BackupStore.beginWrite / commit / abort), the data pass (records into disk images)
+ * to ./sync-disks.ts, decompression to src/archive, and format validation to src/vma. Guarantees: a failure anywhere leaves the guest exactly at its last
  * snapshot (or without a dataset when this ingest created it); the same archive twice gives one
  * backup. Memory is bounded by one VMA extent plus the digest page cache, whatever the disk size.
  */
@@ -16,24 +16,18 @@ import * as path from 'node:path';
 import { ArchiveNameError, ConflictError, IoError, UnsafeNameError, VmaFormatError, VzError, stoppedError } from '../errors';
 import { compressionFromFileName, isVmaFileName, parseArchiveName, timestampToEpoch, vmaCompressionFromFileName } from '../archive/names';
 import { readSideFiles, type SideFiles } from '../archive/sidefiles';
-import { readArchiveRecords } from './archive-records';
-import { assertSafeName, clusterCount } from '../vma/names';
+import { assertSafeName } from '../vma/names';
 import { timestampProblem } from '../util/timestamp';
 import type { VmaHeader } from '../vma/types';
 import { fitPropValue, type BackupInfo, type BackupStore, type GuestWrite } from '../store/store';
 import { MANIFEST_FILE, MANIFEST_FORMAT, type Manifest, type ManifestConfig, type ManifestDisk, readManifest, writeManifest } from '../store/manifest';
-import { DiskSync, type DiskSyncStats, isDiskImageName } from './disk-sync';
-import { isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
+import { diskImageName, isDiskImageName } from './disk-sync';
+import { syncArchiveDisks } from './sync-disks';
+import { digestFileName, isDigestFileName, loadClusterDigests } from '../store/cluster-digest';
 
 export const LOG_FILE = 'vzdump.log';
 /** the notes that came with the archive, whole (the editable notes are a snapshot property) */
 export const NOTES_FILE = 'vzdump.notes';
-/**
- * Clusters applied between two turns of the event loop: each turn lets Node read the
- * decompressor's pipe (which holds only ~200 KiB) and finish pool writes, so decompression runs
- * on while this thread hashes (without it the decompressor stalls on a full pipe).
- */
-const YIELD_EVERY = 4;
 const RESERVED_NAMES = new Set([MANIFEST_FILE, LOG_FILE, NOTES_FILE]);
 
 export interface IngestRequest {
@@ -240,7 +234,6 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
 
   const t0 = process.hrtime.bigint();
   const w: GuestWrite = await store.beginWrite(vmid);
-  const syncs = new Map<number, DiskSync>();
   try {
     const raced = await findExisting(store, vmid, timestamp, fileName, st.size);
     if (raced) {
@@ -250,41 +243,18 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
     let previous: Manifest | undefined;
     if (fs.existsSync(path.join(w.dir, MANIFEST_FILE))) previous = readManifest(w.dir, `of guest ${vmid}`);
 
-    const label = `'${fileName}'`;
-    // DiskSync.apply keeps nothing of a record
-    const records = readArchiveRecords(req.archive, { label: fileName, signal: req.signal });
-    let header: VmaHeader | undefined;
-    let totalClusters = 0;
-    let applied = 0;
-    let sinceYield = 0;
-    for await (const rec of records) {
-      if (rec.type === 'header') {
-        header = rec.header;
-        checkHeader(header, fileName);
-        for (const d of header.devices) {
-          syncs.set(d.id, new DiskSync(w.dir, d.name, d.size));
-          totalClusters += clusterCount(d.size);
-        }
-        // the files the syncs write (also what the manifest records), the configs and our own
-        const keep = new Set<string>([...RESERVED_NAMES, ...header.configs.map((c) => c.name)]);
-        for (const s of syncs.values()) keep.add(path.basename(s.imagePath)).add(path.basename(s.digestPath));
+    const { header, disks: synced } = await syncArchiveDisks(req.archive, w.dir, {
+      label: fileName,
+      signal: req.signal,
+      onProgress: req.onProgress,
+      onHeader: (h) => {
+        checkHeader(h, fileName);
+        // the files this backup has (also what the manifest records), the configs and our own
+        const keep = new Set<string>([...RESERVED_NAMES, ...h.configs.map((c) => c.name)]);
+        for (const d of h.devices) keep.add(diskImageName(d.name)).add(digestFileName(d.name));
         removeStale(w.dir, keep, previous);
-        continue;
-      }
-      const sync = syncs.get(rec.devId);
-      if (!sync) throw new VmaFormatError(`${label}: cluster of unknown device ${rec.devId}`, 0, 'dev_id');
-      sync.apply(rec);
-      applied++;
-      if (sync.busy) await sync.ready();
-      if (++sinceYield >= YIELD_EVERY) {
-        sinceYield = 0;
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        req.signal?.throwIfAborted(); // the catch below says it was stopped
-        if (req.onProgress && applied % 1024 === 0) req.onProgress({ clusters: applied, totalClusters });
-      }
-    }
-    req.onProgress?.({ clusters: applied, totalClusters });
-    if (!header) throw new VmaFormatError(`${label}: empty archive`, 0, 'magic');
+      },
+    });
 
     const stats: IngestStats = {
       seconds: 0,
@@ -300,10 +270,7 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
       bytesWritten: 0,
     };
     const disks: ManifestDisk[] = [];
-    for (const d of header.devices) {
-      const sync = syncs.get(d.id)!;
-      syncs.delete(d.id);
-      const s: DiskSyncStats = await sync.close();
+    for (const { device: d, image, digests, digestAlgorithm, stats: s } of synced) {
       stats.diskBytes += d.size;
       stats.clusters += s.clusters;
       stats.clustersUnchanged += s.unchanged;
@@ -317,10 +284,10 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
         id: d.id,
         name: d.name,
         size: d.size,
-        image: path.basename(sync.imagePath),
-        digests: path.basename(sync.digestPath),
-        digestAlgorithm: sync.algorithm,
-        digestOfDigests: sha256File(sync.digestPath),
+        image: path.basename(image),
+        digests: path.basename(digests),
+        digestAlgorithm,
+        digestOfDigests: sha256File(digests),
       });
     }
 
@@ -386,7 +353,6 @@ export async function ingestArchive(store: BackupStore, req: IngestRequest): Pro
   } catch (caught) {
     // a stop surfaces wherever the work was (a killed decompressor, an aborted read): say what it was
     const e = req.signal?.aborted ? stoppedError(`ingest of '${fileName}'`, caught) : caught;
-    for (const s of syncs.values()) await s.discard();
     try {
       await w.abort();
     } catch (abortErr) {

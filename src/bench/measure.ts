@@ -23,6 +23,8 @@ export interface BenchOptions {
   tmpRoot: string;
   /** argv prefix that runs the real CLI, e.g. [process.execPath, '<repo>/bin/vzdump-zfs'] */
   cli: string[];
+  /** argv prefix that runs dist/bench.js itself, for its internal child modes (src/bench/engine.ts) */
+  self: string[];
   /** PVE's own `vma` binary (`--pve-vma`, env VZBENCH_PVE_VMA): the codec section adds its rows */
   pveVma?: string;
 }

@@ -4,21 +4,24 @@
  * for recordsize 16K, 64K and 128K ingests every day with the real CLI into a fresh file-backed
  * pool and prints ingest time against the floor (`zstd -dc ARCHIVE > /dev/null`, the issue's; the
  * same through a pipe, `| cat`, as a reference) and the classic pipeline
- * (`vma extract` + `rsync --inplace --no-whole-file` + `zfs snapshot`), the snapshot delta against
+ * (`vma extract` + `rsync --inplace --no-whole-file` + `zfs snapshot`), the same data pass with the
+ * pool out of the way (./engine.ts: into tmpfs, no ZFS, default recordsize), the snapshot delta against
  * the 4 KiB blocks that really changed and against the day's `.vma.zst`, restore throughput against
  * `cat` / `zstd -c` of the raw image, the pool's own dd speed, peak RSS, and the target verdicts.
  *
  * Owns the choice of measurements, the per-block change count (a 64-bit hash of every 4 KiB block
  * after each day, compared with the day before: no copy of the disk) and the cleanup of what it
  * made. Series content is src/demo/series.ts's, process timing ./measure.ts's, layout ./table.ts's.
- * Guarantees: every file lives in one temp dir under `opts.tmpRoot`; every pool it created is
+ * Guarantees: every file lives in one temp dir under `opts.tmpRoot` (the engine rows' images in
+ * one under VZBENCH_ENGINE_DIR); every pool it created is
  * destroyed and a zfs-fuse it started is stopped, at the end, on failure and on SIGINT/SIGTERM;
  * a zfs daemon that was already running is left alone. Speed targets live here only.
  *
  * Knobs (environment): VZBENCH_DAYS (default 5, at least 2), VZBENCH_SIDE_DAYS (days ingested for
  * the non-default recordsizes 16K/128K, default all), VZBENCH_CLASSIC_DAYS (incremental days that
  * also run the classic pipeline on the 64K pool, default all), VZBENCH_CHANGE_PERMILLE (the
- * generator's daily change rate in 1/1000, default 40: about 2 % of the blocks really change).
+ * generator's daily change rate in 1/1000, default 40: about 2 % of the blocks really change),
+ * VZBENCH_ENGINE_DIR (the tmpfs directory of the engine rows, default /dev/shm; `none` skips them).
  */
 import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
@@ -30,6 +33,7 @@ import { BLOCK_SIZE as BLOCK, CLUSTER_SIZE } from '../vma/constants';
 import { BackupSeries, EFI_DISK_SIZE as EFI_SIZE } from '../demo/series';
 import { Zfs } from '../store/zfs';
 import { createFilePool, destroyPool, ensureZfsRunning, stopPid } from '../store/pool';
+import { ENGINE_SYNC_ARG, engineRoot, type EngineSyncReport } from './engine';
 import { loadLine, measureCommand, measurePipeline, syncDisks, warmRun, type BenchOptions, type Measurement, rmrf } from './measure';
 import { humanBytes, parseSize } from '../util/format';
 import { fixed, gbPerSecond, percent, printTable } from './table';
@@ -169,6 +173,8 @@ interface IngestRow {
   delta: number;
   /** CPU seconds the zfs-fuse daemon used during the ingest (undefined: in-kernel OpenZFS) */
   daemonCpu?: number;
+  /** the same day's data pass alone into tmpfs (src/bench/engine.ts), default recordsize only */
+  engine?: Measurement;
   classic?: { total: number; extract: number; rsync: number; snapshot: number; delta: number };
 }
 
@@ -190,6 +196,8 @@ interface Owned {
   dir: string;
   pools: Map<string, string>; // pool name -> vdev path
   daemonPid?: number;
+  /** the engine rows' directory on tmpfs (outside `dir`) */
+  engineDir?: string;
 }
 
 /** Synchronous cleanup for the signal path: destroy our pools (retried while busy), stop our daemon, remove the dir. */
@@ -210,6 +218,7 @@ function cleanupSync(owned: Owned): void {
     }
   }
   rmrf(owned.dir);
+  if (owned.engineDir) rmrf(owned.engineDir);
 }
 
 /** Runs the store benchmark and prints its tables. */
@@ -244,6 +253,7 @@ export async function runStoreBench(opts: BenchOptions): Promise<void> {
     owned.pools.clear();
     if (owned.daemonPid !== undefined) await stopPid(owned.daemonPid);
     rmrf(owned.dir);
+    if (owned.engineDir) rmrf(owned.engineDir);
   }
 }
 
@@ -282,6 +292,9 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
   const restoreRows: RestoreRow[] = [];
   const poolRows: PoolRow[] = [];
   let ddNote = '';
+  const engine = engineRoot(imageBytes);
+  if ('dir' in engine) owned.engineDir = fs.mkdtempSync(path.join(engine.dir, 'vzdump-zfs-engine-'));
+  else log(`no engine rows: ${engine.skip}`);
 
   // ---- restore floors (the raw images, read by cat and compressed by zstd -c) ----
   const catFloor = await warmRun(() => measurePipeline(['cat', ...images], ['cat']), syncDisks);
@@ -334,6 +347,7 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
       const delta = await zfs.sendSize(prevSnap, snap);
       prevSnap = snap;
       const row: IngestRow = { rs, day, ingest, floor, pipeFloor, clustersWritten: Number(m[1]), blocksWritten: Number(m[2]), delta, daemonCpu };
+      if (isDefault && owned.engineDir) row.engine = await engineDay(opts, day, owned.engineDir, rs, row, poolDir);
       if (classicDs && day.day <= classicDays + 1) {
         row.classic = await classicDay(opts, zfs, day, classicDs, path.join(mnt, 'classic'), path.join(dir, 'extract'), classicPrev);
         classicPrev = `${classicDs}@${day.timestamp}`;
@@ -356,13 +370,18 @@ async function bench(owned: Owned, size: number, opts: BenchOptions, zfs: Zfs): 
       restoreRows.push({ what: `restore ${rs} day ${last.day} -o .${ext}`, m, floor: ext === 'vma' ? catFloor : zstdFloor, cli: true });
     }
     log(`[${since()}] ${rs}: restore measured`);
+    if (isDefault && owned.engineDir) {
+      rmrf(owned.engineDir); // gives its memory back before the next pool
+      owned.engineDir = undefined;
+    }
 
     await destroyPool(pool, { zfs, vdevPath: vdev });
     owned.pools.delete(pool);
   }
   const measured = `measured in ${((Date.now() - tMeasure) / 1000).toFixed(0)} s after ${((tMeasure - tStart) / 1000).toFixed(0)} s of generation, ${loadLine()} at the end`;
   log(measured);
-  report(dayList, size, imageBytes, ingestRows, restoreRows, poolRows, ddNote, { days, sideDays, classicDays, changeRate, measured });
+  const engineNote = 'skip' in engine ? engine.skip : undefined;
+  report(dayList, size, imageBytes, ingestRows, restoreRows, poolRows, ddNote, { days, sideDays, classicDays, changeRate, measured, engineNote });
 }
 
 /**
@@ -381,6 +400,24 @@ function daemonCpuSeconds(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The day's data pass alone (src/bench/engine.ts) into `dir` on tmpfs, which holds the previous
+ * days' images like the guest dataset does; its counts must be the ingest's own, or the two did
+ * not do the same work.
+ */
+async function engineDay(opts: BenchOptions, day: Day, dir: string, rs: string, row: IngestRow, outDir: string): Promise<Measurement> {
+  const outFile = path.join(outDir, `engine-${day.day}.out`);
+  const m = await measureCommand([...opts.self, ENGINE_SYNC_ARG, day.archive, dir, String(parseSize(rs))], { stdout: { file: outFile } });
+  const got = JSON.parse(fs.readFileSync(outFile, 'utf8')) as EngineSyncReport;
+  if (got.clustersWritten !== row.clustersWritten || got.blocksWritten !== row.blocksWritten) {
+    throw new VzError(
+      `day ${day.day}: the engine alone wrote ${got.clustersWritten} clusters / ${got.blocksWritten} blocks, ` +
+        `the ingest ${row.clustersWritten} / ${row.blocksWritten}: they did not do the same work`,
+    );
+  }
+  return m;
 }
 
 /** Runs `fn` twice and keeps the faster run: the floor as a stable lower bound on a busy machine. */
@@ -464,7 +501,7 @@ function report(
   restoreRows: RestoreRow[],
   poolRows: PoolRow[],
   ddNote: string,
-  k: { days: number; sideDays: number; classicDays: number; changeRate: number; measured: string },
+  k: { days: number; sideDays: number; classicDays: number; changeRate: number; measured: string; engineNote?: string },
 ): void {
   const verdicts: string[] = [];
   const incr = (r: IngestRow) => r.day.day > 1;
@@ -532,6 +569,51 @@ function report(
     );
   }
   process.stdout.write('\n');
+
+  // ---- table 1b: the engine alone, the pool out of the way ----
+  const engineRows = rows.filter((r) => r.engine);
+  if (engineRows.length > 0) {
+    const cores = os.cpus().length;
+    printTable({
+      title: `Ingest data pass alone, pool out of the way: the same days (${DEFAULT_RECORDSIZE} records) into a directory on tmpfs, no ZFS`,
+      columns: [
+        { title: 'day', align: 'right' },
+        { title: 'floor s', align: 'right' },
+        { title: 'engine s', align: 'right' },
+        { title: 'engine/floor', align: 'right' },
+        { title: 'ingest s', align: 'right' },
+        { title: 'ingest - engine s', align: 'right' },
+        { title: 'CPU s engine / ingest+zfs-fuse', align: 'right' },
+        { title: 'engine RSS MB', align: 'right' },
+      ],
+      rows: engineRows.map((r) => [
+        r.day.day === 1 ? '1 (full)' : String(r.day.day),
+        fixed(r.floor.seconds, 1),
+        fixed(r.engine!.seconds, 1),
+        fixed(r.engine!.seconds / r.floor.seconds, 2),
+        fixed(r.ingest.seconds, 1),
+        fixed(r.ingest.seconds - r.engine!.seconds, 1),
+        `${fixed(r.engine!.cpuSeconds, 1)} / ${fixed(r.ingest.cpuSeconds + (r.daemonCpu ?? 0), 1)}`,
+        fixed(r.engine!.peakRss / 1e6, 0),
+      ]),
+      footer: [
+        `engine = \`node dist/bench.js ${ENGINE_SYNC_ARG} ARCHIVE DIR 65536\` under GNU time: node start-up, zstd, the VMA reader, digests and the writes of changed clusters, as in ingest (src/ingest/sync-disks.ts), into a tmpfs directory that holds the previous days' images; no zfs commands, no snapshot, no zfs-fuse daemon on the cores.`,
+        'ingest - engine = what the pool adds: zfs-fuse\'s own CPU and I/O, the zfs commands, the snapshot, configs and manifest. Each day runs right after that day\'s ingest, against the same floor; both write the same clusters and blocks (checked).',
+        `With ${cores} cores, engine CPU s / ${cores} is a lower bound on the engine's wall time.`,
+      ],
+    });
+    const incrEngine = engineRows.filter(incr);
+    if (incrEngine.length > 0) {
+      const worst = Math.max(...incrEngine.map((r) => r.engine!.seconds / r.floor.seconds));
+      verdicts.push(
+        `incremental ingest within ${TARGET_FLOOR}x of the floor with the pool out of the way (its data pass into tmpfs, no ZFS): ` +
+          `${verdict(worst <= TARGET_FLOOR)} (worst ${fixed(worst, 2)}x)`,
+      );
+    }
+    process.stdout.write('\n');
+  } else if (k.engineNote) {
+    process.stdout.write(`(no "pool out of the way" rows: ${k.engineNote})\n\n`);
+  }
 
   // ---- table 2: snapshot delta ----
   let crossOk = true;

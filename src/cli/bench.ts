@@ -7,11 +7,13 @@
  * does not stop the others. Options: `--size <n>[K|M|G|T]` (or env
  * VZBENCH_SIZE) sets the generated data size, `--tmpdir <dir>` (or env VZBENCH_TMPDIR, default
  * /var/tmp) where temp files go; it must be a real disk, not tmpfs. Exit code 2 on bad
- * arguments, 1 when a section fails.
+ * arguments, 1 when a section fails. Internal: `--engine-sync ARCHIVE DIR RECORDSIZE` is the child
+ * the store section times for its "pool out of the way" rows (src/bench/engine.ts).
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runCodecBench } from '../bench/codec';
+import { ENGINE_SYNC_ARG, runEngineSync } from '../bench/engine';
 import { machineLine, type BenchOptions } from '../bench/measure';
 import { parseSize } from '../util/format';
 
@@ -34,6 +36,7 @@ function usage(message: string): never {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === ENGINE_SYNC_ARG) return engineSync(argv.slice(1));
   let section = 'all';
   let sizeArg = process.env.VZBENCH_SIZE;
   let tmpRoot = process.env.VZBENCH_TMPDIR || '/var/tmp';
@@ -67,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
       usage(`--pve-vma '${pveVma}' is not an executable file`);
     }
   }
-  const opts: BenchOptions = { size, tmpRoot, cli: [process.execPath, path.join(__dirname, '..', 'bin', 'vzdump-zfs')], pveVma };
+  const opts: BenchOptions = { size, tmpRoot, cli: [process.execPath, path.join(__dirname, '..', 'bin', 'vzdump-zfs')], self: [process.execPath, __filename], pveVma };
   if (section !== 'all' && SECTIONS[section] === undefined) usage(`section '${section}' is not part of this build`);
   const run = section === 'all' ? Object.keys(SECTIONS).filter((k) => SECTIONS[k] !== undefined) : [section];
 
@@ -83,6 +86,19 @@ export async function main(argv: string[]): Promise<number> {
     }
   }
   return failed > 0 ? 1 : 0;
+}
+
+/** The store bench's child mode: `--engine-sync ARCHIVE DIR RECORDSIZE` (src/bench/engine.ts). */
+async function engineSync(args: string[]): Promise<number> {
+  const [archive, dir, recordSize] = args;
+  if (args.length !== 3 || !/^\d+$/.test(recordSize!)) usage(`${ENGINE_SYNC_ARG} takes ARCHIVE DIR RECORDSIZE (bytes)`);
+  try {
+    await runEngineSync(archive!, dir!, Number(recordSize));
+    return 0;
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    return 1;
+  }
 }
 
 if (require.main === module) {

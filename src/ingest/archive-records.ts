@@ -4,8 +4,8 @@
  *
  * Owns the pairing that makes that cheap: a plain `.vma` (or the decompressor's output) is read
  * into a ChunkPool, the reader runs in transient mode and hands every chunk back to the same pool.
- * Leaves decompression to openArchive and every format check to readVma. A consumer that keeps views of blocks must call
- * readVma(openArchive(...)) without these options instead.
+ * Leaves decompression to openArchive and every format check to readVma. A consumer that keeps
+ * views of blocks must call readVma(openArchive(...)) without these options instead.
  */
 import { ChunkPool } from '../archive/chunk-pool';
 import { openArchive } from '../archive/compression';

@@ -24,6 +24,8 @@ import { DiskSync, type DiskSyncOptions, type DiskSyncStats } from './disk-sync'
  * with 0.2 s less system time, 32 and 64 no better than 16.
  */
 const YIELD_EVERY = 16;
+/** clusters between two onProgress calls */
+const PROGRESS_EVERY = 1024;
 
 export interface SyncDisksOptions {
   /** the archive's name in error messages, unquoted (default: the path as given) */
@@ -67,6 +69,7 @@ export async function syncArchiveDisks(archive: string, dir: string, opts: SyncD
     let totalClusters = 0;
     let applied = 0;
     let sinceYield = 0;
+    let nextProgress = PROGRESS_EVERY;
     for await (const rec of records) {
       if (rec.type === 'header') {
         header = rec.header;
@@ -86,7 +89,10 @@ export async function syncArchiveDisks(archive: string, dir: string, opts: SyncD
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
         opts.signal?.throwIfAborted();
-        if (opts.onProgress && applied % 1024 === 0) opts.onProgress({ clusters: applied, totalClusters });
+        if (opts.onProgress && applied >= nextProgress) {
+          nextProgress = applied + PROGRESS_EVERY;
+          opts.onProgress({ clusters: applied, totalClusters });
+        }
       }
     }
     opts.onProgress?.({ clusters: applied, totalClusters });
